@@ -1,0 +1,75 @@
+# Verity: `make run` serves the demo on http://127.0.0.1:5000; `make test` runs the whole suite.
+# Both do their own set-up. See README.md.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: run test bench lint assets browser-deps clean help
+
+help:
+	@echo "make run    - set up and serve Verity with demo data on http://$(HOST):$(PORT)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make bench  - run the benchmarks and print a table"
+	@echo "make lint   - ruff"
+	@echo "make assets - rebuild the vendored front-end assets from npm"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when a requirements file changes.
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+# Per-installation secrets, made once and kept out of git (instance/ is ignored).
+instance/verity.env:
+	@mkdir -p instance
+	@umask 077; $(PYTHON) -c 'import secrets; print(f"SECRET_KEY={secrets.token_urlsafe(48)}\nVERITY_DATA_KEY={secrets.token_hex(32)}")' > $@
+	@echo "Wrote new secrets to $@"
+
+run: $(VENV)/.runtime instance/verity.env
+	@set -a; source instance/verity.env; set +a; export VERITY_DEMO=1; \
+	$(BIN)/flask --app wsgi db upgrade && \
+	$(BIN)/flask --app wsgi demo load >/dev/null && \
+	$(BIN)/flask --app wsgi serve --host $(HOST) --port $(PORT)
+
+browser-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pdfsig >/dev/null || missing="$$missing poppler-utils"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing$$missing from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "The end-to-end tests need Debian's packages:$$missing. Install them with:"; \
+	    echo "  sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: $(VENV)/.dev browser-deps
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; \
+	  else echo "make bench needs wrk: sudo apt-get install wrk"; exit 1; fi; }
+	$(BIN)/python -m bench
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check app signaling tests bench migrations
+
+assets:
+	app/static/src/build.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,197 @@
+"""Verity: the application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from flask import Flask, g, request, session
+from flask_login import current_user, logout_user
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import crypto, errors, security
+from app.config import CONFIGS
+from app.extensions import csrf, db, limiter, login_manager, migrate
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def create_app(config: str | dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("VERITY_INSTANCE_DIR") or None, instance_relative_config=False)
+    env = os.environ.get("VERITY_ENV", "development")
+    overrides: dict[str, Any] = {}
+    if isinstance(config, dict):
+        overrides = config
+        env = overrides.pop("ENV", "test")
+    elif isinstance(config, str):
+        env = config
+    app.config.from_object(CONFIGS[env])
+    app.config.update(overrides)
+    _check_secrets(app)
+
+    if app.config["PROXY_HOPS"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"],
+                                x_host=app.config["PROXY_HOPS"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    _configure_login(app)
+    security.init_app(app)
+    errors.init_app(app)
+
+    with app.app_context():
+        from app.database import configure_engine
+
+        configure_engine(db.engine)
+
+    _register_blueprints(app)
+    _register_cli(app)
+    _register_template_helpers(app)
+    _bind_request_context(app)
+
+    from app import policy
+
+    policy.check_every_view_has_a_rule(app)
+
+    if not app.config["TESTING"] and not os.environ.get("FLASK_RUN_FROM_CLI"):
+        # Served by a WSGI server (gunicorn): refuse to serve demo accounts outside demo mode.
+        from app import demo
+
+        with app.app_context():
+            demo.refuse_unsafe_start(app)
+    return app
+
+
+def _check_secrets(app: Flask) -> None:
+    if not app.config.get("SECRET_KEY"):
+        raise ConfigurationError("SECRET_KEY is not set. `make run` writes one to instance/verity.env; "
+                                 "in production set it in the environment.")
+    if not app.config.get("DATA_KEY"):
+        raise ConfigurationError("VERITY_DATA_KEY (32 bytes, hex) is not set: it encrypts secrets at rest.")
+    app.extensions["verity_data_key"] = crypto.parse_key(app.config["DATA_KEY"])
+
+
+def _configure_login(app: Flask) -> None:
+    from app.auth import services as accounts
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+    login_manager.user_loader(accounts.load_session_user)
+
+    @login_manager.unauthorized_handler
+    def _unauthorized():
+        from flask import redirect, url_for
+
+        from app.errors import render_error, wants_json
+
+        if wants_json():
+            return render_error(401)
+        target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+        if request.headers.get("HX-Request"):
+            response = app.response_class(status=401)
+            response.headers["HX-Redirect"] = target
+            return response
+        return redirect(target)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.admin.routes import bp as admin_bp
+    from app.audit.routes import bp as audit_bp
+    from app.auth.routes import bp as auth_bp
+    from app.core.routes import bp as core_bp
+    from app.patients.routes import bp as patients_bp
+
+    for blueprint in (core_bp, auth_bp, patients_bp, admin_bp, audit_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from app.auth.models import Role
+
+    menus = {
+        Role.PATIENT: [("patients.dashboard", "Home")],
+        Role.CLINICIAN: [("patients.staff_home", "Patients")],
+        Role.RECEPTION: [("patients.staff_home", "Patients")],
+        Role.PHARMACIST: [("patients.staff_home", "Prescriptions")],
+        Role.ADMIN: [("patients.staff_home", "Patients"), ("admin.users", "Staff"), ("audit.index", "Audit trail")],
+    }
+
+    @app.context_processor
+    def _navigation() -> dict[str, Any]:
+        from app import policy
+
+        def navigation_for(user) -> list[tuple[str, str]]:
+            if policy.needs_second_factor(user) and not policy.second_factor_passed():
+                return []
+            return menus.get(user.role, [])
+
+        return {"navigation_for": navigation_for}
+
+
+def _register_cli(app: Flask) -> None:
+    from app.cli import register
+
+    register(app)
+
+
+def _bind_request_context(app: Flask) -> None:
+    from app.audit import context as audit_context
+
+    @app.before_request
+    def _bind_actor() -> Any:
+        g._audit_token = audit_context.bind(_actor_now())
+        return _enforce_session_timeouts()
+
+    @app.teardown_request
+    def _unbind_actor(_exc: BaseException | None) -> None:
+        token = g.pop("_audit_token", None)
+        if token is not None:
+            audit_context.reset(token)
+
+
+def _actor_now():
+    from app.audit.context import Actor
+
+    authenticated = current_user.is_authenticated
+    return Actor(
+        user_id=current_user.id if authenticated else None,
+        role=current_user.role.value if authenticated else None,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+    )
+
+
+def _enforce_session_timeouts() -> Any:
+    """End a session idle too long (15 min staff, 30 min patients by default) or too old."""
+    if request.endpoint == "static" or not current_user.is_authenticated:
+        return None
+    from flask import current_app, flash, redirect, url_for
+
+    from app.audit import services as audit
+
+    now = time.time()
+    config = current_app.config
+    idle_minutes = config["IDLE_TIMEOUT_STAFF"] if current_user.is_staff else config["IDLE_TIMEOUT_PATIENT"]
+    seen = float(session.get("seen", now))
+    started = float(session.get("started", now))
+    if now - seen > idle_minutes * 60 or now - started > config["SESSION_ABSOLUTE_HOURS"] * 3600:
+        audit.record("auth.session_expired", subject=("user", current_user.id))
+        logout_user()
+        session.clear()
+        flash("You were signed out because you were inactive for a while. Sign in again to continue.", "info")
+        return redirect(url_for("auth.login"))
+    session["seen"] = now
+    session.setdefault("started", now)
+    return None
+
+
+logging.getLogger("app").setLevel(logging.INFO)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email address", validators=[DataRequired("Enter your email address"), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password"), Length(max=200)])
+
+
+class RegisterForm(FlaskForm):
+    full_name = StringField("Full name", validators=[DataRequired("Enter your full name"), Length(max=200)])
+    email = EmailField("Email address", validators=[
+        DataRequired("Enter your email address"),
+        Email("Enter an email address in the correct format, like name@example.com"), Length(max=254)])
+    dob_day = IntegerField("Day", validators=[InputRequired("Date of birth must include a day"),
+                                              NumberRange(1, 31, "Day must be between 1 and 31")])
+    dob_month = IntegerField("Month", validators=[InputRequired("Date of birth must include a month"),
+                                                  NumberRange(1, 12, "Month must be between 1 and 12")])
+    dob_year = IntegerField("Year", validators=[InputRequired("Date of birth must include a year"),
+                                                NumberRange(1900, 2100, "Year must be 4 digits, like 1980")])
+    password = PasswordField("Create a password", validators=[
+        DataRequired("Create a password"), Length(10, 200, "Use between 10 and 200 characters")])
+    confirm = PasswordField("Confirm your password", validators=[
+        DataRequired("Confirm your password"), EqualTo("password", "The passwords do not match")])
+
+    def date_of_birth(self) -> dt.date | None:
+        try:
+            return dt.date(self.dob_year.data, self.dob_month.data, self.dob_day.data)
+        except (TypeError, ValueError):
+            return None
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired("Enter the 6-digit code from your authenticator app"),
+                                           Length(max=20)])
+
+
+class RecoveryForm(FlaskForm):
+    recovery_code = StringField("Recovery code", validators=[DataRequired("Enter one of your recovery codes"),
+                                                             Length(max=20)])
+
+
+class OptionalCodeForm(FlaskForm):
+    code = StringField("Code", validators=[Optional(), Length(max=20)])

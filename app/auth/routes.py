@@ -1,0 +1,187 @@
+"""Sign-in, registration, and the second factor."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from app import policy
+from app.auth import services as accounts
+from app.auth.forms import CodeForm, LoginForm, RecoveryForm, RegisterForm
+from app.extensions import limiter
+from app.patients import services as patients
+
+bp = Blueprint("auth", __name__, template_folder="templates")
+
+
+def _safe_next(default: str = "core.home") -> str:
+    """Only same-site paths: an open redirect after login is a phishing tool."""
+    target = request.values.get("next") or ""
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+        return target
+    return url_for(default)
+
+
+def _login_email_key() -> str:
+    return "login:" + accounts.normalise_email(request.form.get("email", ""))[:254]
+
+
+def _user_key() -> str:
+    return f"second-factor:{current_user.get_id() if current_user.is_authenticated else request.remote_addr}"
+
+
+def _failed(_response) -> bool:
+    return bool(g.get("attempt_failed"))
+
+
+def _start_session(user) -> None:
+    session.clear()  # a fresh session at sign-in: nothing carried over from before
+    login_user(user)
+    now = time.time()
+    session["started"] = now
+    session["seen"] = now
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@policy.public
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"], deduct_when=_failed,
+               scope="login-address")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_login_email_key,
+               deduct_when=_failed, scope="login-account")
+def login():
+    if current_user.is_authenticated and policy.second_factor_passed():
+        return redirect(_safe_next())
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        result = accounts.authenticate(form.email.data, form.password.data)
+        if result.user is None:
+            g.attempt_failed = True
+            error = ("This account has been disabled. Contact the clinic." if result.reason == "disabled"
+                     else "The email address or password is not right. Check them and try again.")
+        else:
+            user = result.user
+            _start_session(user)
+            if not policy.needs_second_factor(user):
+                accounts.record_login(user, second_factor=None)
+                return redirect(_safe_next())
+            if not user.has_totp:
+                flash("Staff accounts need two-factor authentication. Set it up now: it takes a minute.", "info")
+                return redirect(url_for("auth.totp_setup"))
+            return redirect(url_for("auth.two_factor", next=_safe_next()))
+    status = 401 if error else (400 if form.errors else 200)
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.route("/logout", methods=["POST"])
+@policy.signed_in(second_factor=False)
+def logout():
+    accounts.record_logout(current_user)
+    logout_user()
+    session.clear()
+    flash("You have signed out.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@policy.public
+@limiter.limit("20 per hour", methods=["POST"], scope="register")
+def register():
+    if current_user.is_authenticated:
+        return redirect(url_for("core.home"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        born = form.date_of_birth()
+        if born is None:
+            form.dob_day.errors.append("Date of birth must be a real date")
+        else:
+            try:
+                patient = patients.register(email=form.email.data, password=form.password.data,
+                                            full_name=form.full_name.data, date_of_birth=born)
+            except patients.RegistrationError as exc:
+                target = {"date_of_birth": form.dob_day}.get(exc.field or "", getattr(form, exc.field or "email", form.email))
+                target.errors = [*target.errors, str(exc)]
+            else:
+                user = patients.user_of(patient)
+                _start_session(user)
+                accounts.record_login(user, second_factor=None)
+                flash("Your account is ready. Start with the first step below.", "success")
+                return redirect(url_for("core.home"))
+    return render_template("auth/register.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/auth/two-factor", methods=["GET", "POST"])
+@policy.signed_in(second_factor=False)
+@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="second-factor")
+def two_factor():
+    if not current_user.has_totp:
+        return redirect(url_for("auth.totp_setup"))
+    form, recovery = CodeForm(prefix="totp"), RecoveryForm(prefix="recovery")
+    error = None
+    if request.method == "POST":
+        if "recovery-recovery_code" in request.form and recovery.validate_on_submit():
+            if accounts.use_recovery_code(current_user, recovery.recovery_code.data):
+                return _second_factor_passed("recovery code")
+            error = "That recovery code is not right or has been used. Each code works once."
+        elif form.validate_on_submit():
+            if accounts.verify_totp(current_user, form.code.data):
+                return _second_factor_passed("totp")
+            error = ("That code is not right or has already been used. Wait for the next code in your "
+                     "authenticator app and enter it.")
+        g.attempt_failed = True
+    status = 401 if error else (400 if form.errors or recovery.errors else 200)
+    return render_template("auth/two_factor.html", form=form, recovery=recovery, error=error), status
+
+
+def _second_factor_passed(method: str):
+    session["mfa_at"] = time.time()
+    accounts.record_login(current_user, second_factor=method)
+    if method == "recovery code":
+        left = accounts.recovery_codes_left(current_user)
+        flash(f"You signed in with a recovery code. You have {left} left.", "warning")
+    return redirect(_safe_next())
+
+
+@bp.route("/auth/two-factor/setup", methods=["GET", "POST"])
+@policy.signed_in(second_factor=False)
+@limiter.limit("10 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="totp-setup")
+def totp_setup():
+    if current_user.has_totp:
+        return redirect(url_for("core.home"))
+    secret = accounts.begin_totp_enrolment(current_user)
+    form = CodeForm()
+    error = None
+    if form.validate_on_submit():
+        codes = accounts.confirm_totp_enrolment(current_user, form.code.data)
+        if codes is not None:
+            session["mfa_at"] = time.time()
+            accounts.record_login(current_user, second_factor="totp")
+            return render_template("auth/recovery_codes.html", codes=codes)
+        g.attempt_failed = True
+        error = "That code is not right. Check the time on your phone is set automatically, then try the newest code."
+    uri = accounts.provisioning_uri(current_user, secret)
+    grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    status = 400 if error or form.errors else 200
+    return render_template("auth/totp_setup.html", form=form, error=error, qr=accounts.qr_svg(uri), secret=secret,
+                           grouped_secret=grouped), status
+
+
+@bp.route("/auth/step-up", methods=["GET", "POST"])
+@policy.signed_in(second_factor=True)
+@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="step-up")
+def step_up():
+    if not current_user.has_totp:
+        return redirect(url_for("auth.totp_setup"))
+    form = CodeForm()
+    error = None
+    if form.validate_on_submit():
+        if accounts.verify_totp(current_user, form.code.data, step_up=True):
+            session["mfa_at"] = time.time()
+            return redirect(_safe_next())
+        g.attempt_failed = True
+        error = "That code is not right or has already been used. Wait for the next code and try again."
+    return render_template("auth/step_up.html", form=form, error=error), 401 if error else 200

@@ -1,0 +1,287 @@
+"""Accounts, passwords and the second factor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import pyotp
+import segno
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+
+from app import crypto
+from app.audit import services as audit
+from app.auth.models import STAFF_ROLES, RecoveryCode, Role, User
+from app.database import transaction, utcnow
+from app.extensions import db
+
+TOTP_PURPOSE = "users.totp_secret"
+RECOVERY_CODE_COUNT = 10
+ISSUER = "Verity"
+
+
+class AccountError(ValueError):
+    """A refusal with a message fit to show the person."""
+
+
+def _hasher() -> PasswordHasher:
+    config = current_app.config
+    return PasswordHasher(
+        time_cost=config.get("ARGON2_TIME_COST", 3),
+        memory_cost=config.get("ARGON2_MEMORY_COST", 65536),
+        parallelism=config.get("ARGON2_PARALLELISM", 4),
+    )
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def check_password_rules(password: str, email: str) -> None:
+    if len(password) < 10:
+        raise AccountError("Use at least 10 characters for your password.")
+    if len(password) > 200:
+        raise AccountError("Use at most 200 characters for your password.")
+    if password.strip().lower() == email.strip().lower():
+        raise AccountError("Your password must not be your email address.")
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.email == normalise_email(email)))
+
+
+def create_user(*, email: str, password: str, full_name: str, role: Role, pharmacy_id: int | None = None,
+                is_demo: bool = False) -> User:
+    email = normalise_email(email)
+    check_password_rules(password, email)
+    if role is Role.PHARMACIST and pharmacy_id is None:
+        raise AccountError("A pharmacist must belong to a pharmacy.")
+    with transaction() as session:
+        if find_by_email(email) is not None:
+            raise AccountError("An account with this email address already exists.")
+        user = User(email=email, password_hash=hash_password(password), full_name=full_name.strip(), role=role,
+                    pharmacy_id=pharmacy_id if role is Role.PHARMACIST else None, is_demo=is_demo)
+        session.add(user)
+        session.flush()
+        audit.record("user.created", subject=("user", user.id), detail={"role": role.value, "demo": is_demo})
+    return user
+
+
+@dataclass
+class LoginResult:
+    user: User | None
+    reason: str | None = None
+
+
+# A real Argon2 hash of a random password: unknown emails cost as much time as known ones.
+_DUMMY_HASH: str | None = None
+
+
+def authenticate(email: str, password: str) -> LoginResult:
+    """Check a password. Every outcome is audited; the message never says which part was wrong."""
+    global _DUMMY_HASH
+    user = find_by_email(email)
+    hasher = _hasher()
+    if user is None:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
+        try:
+            hasher.verify(_DUMMY_HASH, password)
+        except VerificationError:
+            pass
+        audit.record("auth.login_failed", detail={"reason": "unknown account"})
+        return LoginResult(None, "credentials")
+    try:
+        hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        audit.record("auth.login_failed", subject=("user", user.id), detail={"reason": "wrong password"})
+        return LoginResult(None, "credentials")
+    if not user.active:
+        audit.record("auth.login_failed", subject=("user", user.id), detail={"reason": "account disabled"})
+        return LoginResult(None, "disabled")
+    if hasher.check_needs_rehash(user.password_hash):
+        with transaction():
+            user.password_hash = hasher.hash(password)
+    return LoginResult(user)
+
+
+def record_login(user: User, *, second_factor: str | None) -> None:
+    with transaction():
+        user.last_login_at = utcnow()
+        audit.record("auth.login", subject=("user", user.id),
+                     detail={"second_factor": second_factor, "role": user.role.value})
+
+
+def record_logout(user: User) -> None:
+    audit.record("auth.logout", subject=("user", user.id))
+
+
+# Second factor ------------------------------------------------------------------------------
+
+def begin_totp_enrolment(user: User) -> str:
+    """Give the user a new (unconfirmed) secret, or the pending one if enrolment already began."""
+    if user.has_totp:
+        raise AccountError("Two-factor authentication is already set up for this account.")
+    with transaction():
+        if user.totp_secret_enc is None:
+            user.totp_secret_enc = crypto.encrypt(pyotp.random_base32().encode(), TOTP_PURPOSE)
+            audit.record("auth.totp_enrolment_started", subject=("user", user.id))
+    return totp_secret(user)
+
+
+def totp_secret(user: User) -> str:
+    if user.totp_secret_enc is None:
+        raise AccountError("Two-factor authentication has not been set up.")
+    return crypto.decrypt(user.totp_secret_enc, TOTP_PURPOSE).decode()
+
+
+def provisioning_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+
+
+def qr_svg(uri: str) -> str:
+    """An inline SVG of the enrolment QR code (inline markup needs no CSP exception)."""
+    return segno.make(uri, error="m").svg_inline(scale=5, border=2, dark="#0b0c0c", light="#ffffff",
+                                                 title="QR code for your authenticator app")
+
+
+def _matching_step(secret: str, code: str, at: float) -> int | None:
+    """The time step (within one step either side, for clock drift) whose code equals `code`."""
+    code = code.strip().replace(" ", "")
+    if not (len(code) == 6 and code.isdigit()):
+        return None
+    totp = pyotp.TOTP(secret)
+    step = int(at // totp.interval)
+    for candidate in (step - 1, step, step + 1):
+        if hmac.compare_digest(totp.generate_otp(candidate), code):
+            return candidate
+    return None
+
+
+def _accept_code(user: User, code: str, event: str, at: float | None = None) -> bool:
+    """True when `code` is right and newer than the last one used; records either outcome.
+
+    The step is claimed with a conditional UPDATE, so two requests racing with the same code
+    cannot both succeed.
+    """
+    step = _matching_step(totp_secret(user), code, time.time() if at is None else at)
+    with transaction() as session:
+        if step is None:
+            audit.record(f"{event}_failed", subject=("user", user.id), detail={"reason": "wrong code"})
+            return False
+        claimed = session.execute(
+            sa.update(User).where(User.id == user.id, User.totp_last_step < step).values(totp_last_step=step)
+        ).rowcount
+        if not claimed:
+            audit.record(f"{event}_failed", subject=("user", user.id), detail={"reason": "code already used"})
+            return False
+        audit.record(event, subject=("user", user.id), detail={"method": "totp"})
+    return True
+
+
+def confirm_totp_enrolment(user: User, code: str) -> list[str] | None:
+    """Turn the second factor on when the code proves the authenticator works.
+
+    Returns the ten recovery codes (shown once, stored only as hashes), or None for a wrong code.
+    """
+    if user.has_totp:
+        raise AccountError("Two-factor authentication is already set up for this account.")
+    if not _accept_code(user, code, "auth.totp_enrolment_code"):
+        return None
+    codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
+    with transaction():
+        user.totp_confirmed_at = utcnow()
+        user.recovery_codes = [RecoveryCode(code_hash=_hash_recovery(c)) for c in codes]
+        audit.record("auth.totp_enrolled", subject=("user", user.id))
+    return codes
+
+
+def verify_totp(user: User, code: str, *, at: float | None = None, step_up: bool = False) -> bool:
+    return _accept_code(user, code, "auth.step_up" if step_up else "auth.totp_verified", at)
+
+
+def _new_recovery_code() -> str:
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (0/o, 1/l/i)
+    raw = "".join(secrets.choice(alphabet) for _ in range(10))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def _hash_recovery(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().replace(" ", "").encode()).hexdigest()
+
+
+def use_recovery_code(user: User, code: str) -> bool:
+    """Spend one recovery code. Each works once; the claim is a conditional UPDATE."""
+    digest = _hash_recovery(code)
+    with transaction() as session:
+        claimed = session.execute(
+            sa.update(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == digest, RecoveryCode.used_at.is_(None))
+            .values(used_at=utcnow())
+        ).rowcount
+        if not claimed:
+            audit.record("auth.recovery_code_failed", subject=("user", user.id))
+            return False
+        left = session.scalar(
+            sa.select(sa.func.count()).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+        )
+        audit.record("auth.recovery_code_used", subject=("user", user.id), detail={"codes_left": left})
+    return True
+
+
+def recovery_codes_left(user: User) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count()).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+    )
+
+
+# Administration ----------------------------------------------------------------------------
+
+def change_role(user: User, role: Role, *, pharmacy_id: int | None = None) -> None:
+    if role is Role.PHARMACIST and pharmacy_id is None:
+        raise AccountError("A pharmacist must belong to a pharmacy.")
+    if (user.role is Role.PATIENT) != (role is Role.PATIENT):
+        raise AccountError("A patient account cannot become a staff account, or the other way round.")
+    with transaction():
+        old = user.role
+        user.role = role
+        user.pharmacy_id = pharmacy_id if role is Role.PHARMACIST else None
+        user.session_epoch += 1  # the user signs in again under the new role
+        audit.record("user.role_changed", subject=("user", user.id), detail={"from": old.value, "to": role.value})
+
+
+def set_active(user: User, active: bool) -> None:
+    with transaction():
+        user.active = active
+        user.session_epoch += 1
+        audit.record("user.enabled" if active else "user.disabled", subject=("user", user.id))
+
+
+def staff_users() -> list[User]:
+    return list(db.session.scalars(sa.select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.role, User.full_name)))
+
+
+def load_session_user(session_id: str) -> User | None:
+    """Flask-Login's loader: the id carries the epoch, so a bumped epoch ends old sessions."""
+    user_id, _, epoch = session_id.partition(":")
+    if not (user_id.isdigit() and epoch.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_epoch != int(epoch) or not user.active:
+        return None
+    return user
+
+
+def age_on(born: dt.date, today: dt.date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

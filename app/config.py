@@ -1,0 +1,99 @@
+"""Configuration: one class per environment, every value from an environment variable.
+
+The README's configuration table lists each variable; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+INSTANCE_DIR = Path(os.environ.get("VERITY_INSTANCE_DIR", Path(__file__).resolve().parent.parent / "instance"))
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    #: 32-byte key (hex or urlsafe base64) for field and file encryption at rest (AES-GCM).
+    DATA_KEY = os.environ.get("VERITY_DATA_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'verity.db'}")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL")
+    INSTANCE_DIR = str(INSTANCE_DIR)
+
+    DEMO_MODE = _bool("VERITY_DEMO")
+    CLINIC_NAME = os.environ.get("VERITY_CLINIC_NAME", "Verity Clinic")
+    CLINIC_TIMEZONE = os.environ.get("VERITY_TIMEZONE", "Europe/London")
+    #: Absolute base URL used in emails (links back to the portal).
+    BASE_URL = os.environ.get("VERITY_BASE_URL", "http://127.0.0.1:5000")
+    #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    PROXY_HOPS = _int("VERITY_PROXY_HOPS", 0)
+
+    # Sessions: idle timeouts per audience, in minutes; absolute lifetime in hours.
+    IDLE_TIMEOUT_STAFF = _int("VERITY_IDLE_TIMEOUT_STAFF", 15)
+    IDLE_TIMEOUT_PATIENT = _int("VERITY_IDLE_TIMEOUT_PATIENT", 30)
+    SESSION_ABSOLUTE_HOURS = _int("VERITY_SESSION_ABSOLUTE_HOURS", 12)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("VERITY_SECURE_COOKIES")
+    SESSION_COOKIE_NAME = "verity_session"
+    REMEMBER_COOKIE_DURATION = 0
+    #: Minutes for which a second-factor check counts as fresh (step-up for signing and role changes).
+    STEP_UP_MINUTES = _int("VERITY_STEP_UP_MINUTES", 5)
+
+    # Login throttling (Flask-Limiter syntax).
+    LOGIN_LIMIT_PER_ACCOUNT = os.environ.get("VERITY_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes")
+    LOGIN_LIMIT_PER_ADDRESS = os.environ.get("VERITY_LOGIN_LIMIT_ADDRESS", "30 per 15 minutes")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or (
+        os.environ["REDIS_URL"] if os.environ.get("REDIS_URL") else "memory://"
+    )
+    RATELIMIT_HEADERS_ENABLED = True
+
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session, which has its own timeouts
+    WTF_CSRF_HEADERS = ["X-CSRFToken"]
+    MAX_CONTENT_LENGTH = _int("VERITY_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
+
+    # Email: SMTP when MAIL_SERVER is set, otherwise .eml files under instance/mail/.
+    MAIL_SERVER = os.environ.get("MAIL_SERVER")
+    MAIL_PORT = _int("MAIL_PORT", 25)
+    MAIL_USE_TLS = _bool("MAIL_USE_TLS")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_FROM = os.environ.get("MAIL_FROM", "Verity <no-reply@verity.invalid>")
+
+    # Background worker.
+    WORKER_POLL_SECONDS = float(os.environ.get("VERITY_WORKER_POLL_SECONDS", "1.0"))
+    OUTBOX_MAX_ATTEMPTS = _int("VERITY_OUTBOX_MAX_ATTEMPTS", 12)
+    OUTBOX_LEASE_SECONDS = _int("VERITY_OUTBOX_LEASE_SECONDS", 60)
+
+    TESTING = False
+
+
+class DevelopmentConfig(Config):
+    """`make run`: demo data, local files, SQLite. Secrets fall back to per-instance files."""
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = _bool("VERITY_SECURE_COOKIES", True)
+
+
+class TestConfig(Config):
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    DATA_KEY = "00" * 32
+    RATELIMIT_STORAGE_URI = "memory://"
+    MAIL_SERVER = None
+    BASE_URL = "http://localhost"
+
+
+CONFIGS = {"development": DevelopmentConfig, "production": ProductionConfig, "test": TestConfig}
