@@ -89,17 +89,19 @@ def _configure_login(app: Flask) -> None:
 
     @login_manager.unauthorized_handler
     def _unauthorized():
-        from flask import redirect, url_for
+        from flask import flash, redirect, url_for
 
+        from app import policy
         from app.errors import render_error, wants_json
 
         if wants_json():
             return render_error(401)
-        target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+        target = url_for("auth.login", next=policy.here() if request.method == "GET" else None)
         if request.headers.get("HX-Request"):
             response = app.response_class(status=401)
             response.headers["HX-Redirect"] = target
             return response
+        flash(login_manager.login_message, login_manager.login_message_category)
         return redirect(target)
 
 

@@ -89,7 +89,7 @@ class ProductionConfig(Config):
 
 class TestConfig(Config):
     TESTING = True
-    SECRET_KEY = "test-secret-key-not-for-production"
+    SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105 (the test configuration's own)
     DATA_KEY = "00" * 32
     RATELIMIT_STORAGE_URI = "memory://"
     MAIL_SERVER = None

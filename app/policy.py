@@ -92,10 +92,16 @@ def enforce(rule: Rule) -> Any:
     if rule.second_factor and needs_second_factor(current_user) and not second_factor_passed():
         if not current_user.has_totp:
             return redirect(url_for("auth.totp_setup"))
-        return redirect(url_for("auth.two_factor", next=request.full_path))
+        return redirect(url_for("auth.two_factor", next=here()))
     if rule.step_up and not second_factor_fresh():
-        return redirect(url_for("auth.step_up", next=request.full_path if request.method == "GET" else request.referrer))
+        come_back = here() if request.method == "GET" else request.referrer
+        return redirect(url_for("auth.step_up", next=come_back))
     return None
+
+
+def here() -> str:
+    """This request's path and query, to come back to after signing in (no dangling '?')."""
+    return request.full_path.rstrip("?")
 
 
 def deny(reason: str, *, subject: tuple[str, object] | None = None, patient_id: int | None = None,

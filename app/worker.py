@@ -6,6 +6,7 @@ Embedded mode runs one as a child process of the server; production runs K of th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -46,10 +47,8 @@ def run_cycle() -> int:
 def run(app: Flask, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread (tests run the worker in a thread)
             signal.signal(sig, lambda *_: stop.set())
-        except ValueError:  # not the main thread (tests run the worker in a thread)
-            pass
     poll = app.config["WORKER_POLL_SECONDS"]
     last_run: dict[str, float] = {}
     log.info("worker started")

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
 from app.auth.models import STAFF_ROLES
 
-STAFF_CHOICES = [(r.value, r.label) for r in sorted(STAFF_ROLES, key=lambda r: r.value)]
+STAFF_CHOICES = [SelectChoice(r.value, r.label) for r in sorted(STAFF_ROLES, key=lambda r: r.value)]
 
 
 class StaffUserForm(FlaskForm):

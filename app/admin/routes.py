@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
 
 from app import policy
 from app.admin.forms import ActiveForm, RoleForm, StaffUserForm
@@ -15,8 +16,8 @@ from app.pharmacy import services as pharmacies
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
 
-def _pharmacy_choices() -> list[tuple[int, str]]:
-    return [(0, "Not a pharmacist")] + [(p.id, p.name) for p in pharmacies.active_pharmacies()]
+def _pharmacy_choices() -> list[SelectChoice]:
+    return [SelectChoice(0, "Not a pharmacist")] + [SelectChoice(p.id, p.name) for p in pharmacies.active_pharmacies()]
 
 
 def _staff_member(user_id: int) -> User:

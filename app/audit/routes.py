@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template, request
+from wtforms.fields.choices import SelectChoice
 
 from app import policy
 from app.audit import services as audit
@@ -18,7 +19,7 @@ PAGE = 50
 @policy.staff(Role.ADMIN)
 def index():
     form = AuditFilterForm(request.args)
-    form.action.choices = [("", "Any action")] + [(a, a) for a in audit.actions()]
+    form.action.choices = [SelectChoice("", "Any action")] + [SelectChoice(a, a) for a in audit.actions()]
     filters = audit.AuditFilter()
     unknown_person = False
     if form.validate():

@@ -3,8 +3,8 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, IntegerField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, Regexp
 
 
 class LoginForm(FlaskForm):
@@ -17,12 +17,13 @@ class RegisterForm(FlaskForm):
     email = EmailField("Email address", validators=[
         DataRequired("Enter your email address"),
         Email("Enter an email address in the correct format, like name@example.com"), Length(max=254)])
-    dob_day = IntegerField("Day", validators=[InputRequired("Date of birth must include a day"),
-                                              NumberRange(1, 31, "Day must be between 1 and 31")])
-    dob_month = IntegerField("Month", validators=[InputRequired("Date of birth must include a month"),
-                                                  NumberRange(1, 12, "Month must be between 1 and 12")])
-    dob_year = IntegerField("Year", validators=[InputRequired("Date of birth must include a year"),
-                                                NumberRange(1900, 2100, "Year must be 4 digits, like 1980")])
+    # Strings, not IntegerFields: a letter typed by mistake gets our message, not a generic one.
+    dob_day = StringField("Day", validators=[InputRequired("Date of birth must include a day"),
+                                             Regexp(r"^\s*\d{1,2}\s*$", message="Day must be a number, like 15")])
+    dob_month = StringField("Month", validators=[InputRequired("Date of birth must include a month"),
+                                                 Regexp(r"^\s*\d{1,2}\s*$", message="Month must be a number, like 3")])
+    dob_year = StringField("Year", validators=[InputRequired("Date of birth must include a year"),
+                                               Regexp(r"^\s*\d{4}\s*$", message="Year must be 4 digits, like 1980")])
     password = PasswordField("Create a password", validators=[
         DataRequired("Create a password"), Length(10, 200, "Use between 10 and 200 characters")])
     confirm = PasswordField("Confirm your password", validators=[
@@ -30,7 +31,7 @@ class RegisterForm(FlaskForm):
 
     def date_of_birth(self) -> dt.date | None:
         try:
-            return dt.date(self.dob_year.data, self.dob_month.data, self.dob_day.data)
+            return dt.date(int(self.dob_year.data), int(self.dob_month.data), int(self.dob_day.data))
         except (TypeError, ValueError):
             return None
 

@@ -21,7 +21,9 @@ def _safe_next(default: str = "core.home") -> str:
     """Only same-site paths: an open redirect after login is a phishing tool."""
     target = request.values.get("next") or ""
     parts = urlsplit(target)
-    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+    # Browsers read "/\\host" as "//host": refuse backslashes and control characters outright.
+    unsafe = "\\" in target or any(ord(c) < 32 for c in target)
+    if target.startswith("/") and not target.startswith("//") and not unsafe and not parts.scheme and not parts.netloc:
         return target
     return url_for(default)
 
@@ -53,7 +55,8 @@ def _start_session(user) -> None:
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_login_email_key,
                deduct_when=_failed, scope="login-account")
 def login():
-    if current_user.is_authenticated and policy.second_factor_passed():
+    if current_user.is_authenticated and (
+            policy.second_factor_passed() or not policy.needs_second_factor(current_user)):
         return redirect(_safe_next())
     form = LoginForm()
     error = None
@@ -103,8 +106,8 @@ def register():
                 patient = patients.register(email=form.email.data, password=form.password.data,
                                             full_name=form.full_name.data, date_of_birth=born)
             except patients.RegistrationError as exc:
-                target = {"date_of_birth": form.dob_day}.get(exc.field or "", getattr(form, exc.field or "email", form.email))
-                target.errors = [*target.errors, str(exc)]
+                field = form.dob_day if exc.field == "date_of_birth" else getattr(form, exc.field or "email")
+                field.errors = [*field.errors, str(exc)]
             else:
                 user = patients.user_of(patient)
                 _start_session(user)

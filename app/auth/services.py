@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -96,10 +97,8 @@ def authenticate(email: str, password: str) -> LoginResult:
     if user is None:
         if _DUMMY_HASH is None:
             _DUMMY_HASH = hasher.hash(secrets.token_hex(16))
-        try:
+        with contextlib.suppress(VerificationError):
             hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
         audit.record("auth.login_failed", detail={"reason": "unknown account"})
         return LoginResult(None, "credentials")
     try:
@@ -269,7 +268,8 @@ def set_active(user: User, active: bool) -> None:
 
 
 def staff_users() -> list[User]:
-    return list(db.session.scalars(sa.select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.role, User.full_name)))
+    query = sa.select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.role, User.full_name)
+    return list(db.session.scalars(query))
 
 
 def load_session_user(session_id: str) -> User | None:

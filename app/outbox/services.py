@@ -113,4 +113,4 @@ def depth() -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-__all__ = ["DEAD", "DELIVERED", "PENDING", "enqueue", "claim", "deliver", "run_once", "handler", "depth"]
+__all__ = ["DEAD", "DELIVERED", "PENDING", "claim", "deliver", "depth", "enqueue", "handler", "run_once"]

@@ -25,7 +25,8 @@ def dashboard():
 @policy.staff(Role.CLINICIAN, Role.RECEPTION, Role.PHARMACIST, Role.ADMIN)
 def staff_home():
     term = request.args.get("q", "").strip()[:100]
-    results = patients.search(term) if term and current_user.role in (Role.RECEPTION, Role.ADMIN, Role.CLINICIAN) else []
+    can_search = current_user.role in (Role.RECEPTION, Role.ADMIN, Role.CLINICIAN)
+    results = patients.search(term) if term and can_search else []
     if current_user.role is Role.CLINICIAN:
         results = [(p, u) for p, u in results if policy.can_view_patient(current_user, p)]
     template = "patients/_search_results.html" if request.headers.get("HX-Request") else "patients/staff_home.html"

@@ -1,0 +1,139 @@
+"""Route x role: every registered route, walked by every persona and an anonymous visitor.
+
+EXPECTED must name every endpoint the app registers, so a new route without a decision here
+(and without a rule in app.policy, which the app checks at start-up) fails the suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit.models import AuditEvent
+from app.extensions import db
+from tests.conftest import csrf_from, sign_in_as
+
+ANON, PATIENT, OTHER_PATIENT = "anonymous", "patient", "other_patient"
+CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN = (
+    "clinician", "other_clinician", "reception", "pharmacist", "other_pharmacist", "admin")
+EVERYONE = (ANON, PATIENT, OTHER_PATIENT, CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN)
+STAFF = (CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN)
+PATIENTS = (PATIENT, OTHER_PATIENT)
+SIGNED_IN = PATIENTS + STAFF
+
+
+def table(**status_by_group) -> dict[str, int]:
+    """table(ok=(...), forbidden=(...)) -> {persona: status}; anonymous defaults to the login redirect."""
+    codes = {"ok": 200, "redirect": 302, "forbidden": 403}
+    result = {ANON: 302}
+    for group, people in status_by_group.items():
+        for person in people:
+            result[person] = codes[group]
+    missing = set(EVERYONE) - result.keys()
+    assert not missing, f"table leaves out {missing}"
+    return result
+
+
+ADMIN_ONLY = table(ok=(ADMIN,), forbidden=(*PATIENTS, CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM))
+
+# (method, url arguments by name of a persona's object, expected status per persona)
+EXPECTED: dict[str, tuple[str, dict[str, str], dict[str, int]]] = {
+    "core.home": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
+    "core.healthz": ("GET", {}, {p: 200 for p in EVERYONE}),
+    "auth.login": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
+    "auth.register": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
+    "auth.logout": ("POST", {}, table(redirect=SIGNED_IN)),
+    # Patients have no second factor unless they turn it on: the page sends them to set it up.
+    "auth.two_factor": ("GET", {}, table(ok=STAFF, redirect=PATIENTS)),
+    "auth.totp_setup": ("GET", {}, table(ok=PATIENTS, redirect=STAFF)),
+    "auth.step_up": ("GET", {}, table(ok=STAFF, redirect=PATIENTS)),
+    "patients.dashboard": ("GET", {}, table(ok=PATIENTS, forbidden=STAFF)),
+    "patients.staff_home": ("GET", {}, table(ok=STAFF, forbidden=PATIENTS)),
+    "patients.record": ("GET", {"patient_id": "patient"},
+                        table(ok=(PATIENT, CLIN, RECEP, ADMIN),
+                              forbidden=(OTHER_PATIENT, OTHER_CLIN, PHARM, OTHER_PHARM))),
+    "admin.users": ("GET", {}, ADMIN_ONLY),
+    "admin.new_user": ("GET", {}, ADMIN_ONLY),
+    "admin.edit_user": ("GET", {"user_id": "clinician"},
+                        ADMIN_ONLY),
+    "audit.index": ("GET", {}, ADMIN_ONLY),
+}
+
+
+def test_every_route_has_an_expectation(app):
+    registered = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert registered == set(EXPECTED), (
+        f"routes without an expectation: {sorted(registered - set(EXPECTED))}; "
+        f"expectations without a route: {sorted(set(EXPECTED) - registered)}")
+
+
+def _url(app, endpoint: str, args: dict[str, str], personas) -> str:
+    values = {}
+    for name, owner in args.items():
+        persona = personas[owner]
+        values[name] = persona.patient_id if name == "patient_id" else persona.user_id
+    with app.test_request_context():
+        from flask import url_for
+
+        return url_for(endpoint, **values)
+
+
+@pytest.mark.parametrize("who", EVERYONE)
+def test_route_by_role(app, personas, who):
+    failures = []
+    for endpoint, (method, args, expected) in sorted(EXPECTED.items()):
+        client = app.test_client()
+        sign_in_as(client, personas[who])
+        url = _url(app, endpoint, args, personas)
+        headers = {}
+        if method == "POST":
+            # Any page of ours carries the session's CSRF token in <body hx-headers>.
+            page = "/login" if who == ANON else "/auth/two-factor" if personas[who].totp_secret else "/dashboard"
+            headers["X-CSRFToken"] = csrf_from(client.get(page).get_data(as_text=True))
+        response = client.open(url, method=method, headers=headers)
+        if response.status_code != expected[who]:
+            failures.append(f"{method} {url} ({endpoint}) as {who}: {response.status_code}, expected {expected[who]}")
+        if expected[who] == 302 and who == ANON and endpoint not in ("core.home",):
+            location = response.headers["Location"]
+            assert "/login" in location, f"{endpoint} sent anonymous to {location}"
+    assert not failures, "\n".join(failures)
+
+
+def test_refusals_are_audited(app, client, personas):
+    sign_in_as(client, personas["other_patient"])
+    response = client.get(f"/patients/{personas['patient'].patient_id}")
+    assert response.status_code == 403
+    assert "You do not have access to this page" in response.get_data(as_text=True)
+    with app.app_context():
+        entry = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert entry.action == "access.denied"
+        assert entry.actor_id == personas["other_patient"].user_id
+        assert entry.patient_id == personas["patient"].patient_id
+        assert entry.subject_type == "patient"
+
+
+def test_reading_a_record_is_audited(app, client, personas):
+    sign_in_as(client, personas["clinician"])
+    assert client.get(f"/patients/{personas['patient'].patient_id}").status_code == 200
+    with app.app_context():
+        entry = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert (entry.action, entry.actor_id, entry.patient_id) == (
+            "record.read", personas["clinician"].user_id, personas["patient"].patient_id)
+
+
+def test_staff_without_second_factor_reach_no_staff_page(app, personas):
+    client = app.test_client()
+    sign_in_as(client, personas["reception"])
+    with client.session_transaction() as session:
+        session.pop("mfa_at")  # password accepted, code not yet entered
+    response = client.get("/staff")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth/two-factor")
+
+
+def test_a_tampered_id_is_a_clear_404(app, client, personas):
+    sign_in_as(client, personas["reception"])
+    for url in ("/patients/999999", "/patients/abc", "/admin/users/1x"):
+        response = client.get(url)
+        assert response.status_code == 404
+        assert "Page not found" in response.get_data(as_text=True)
