@@ -39,7 +39,7 @@ instance/verity.env:
 
 run: $(VENV)/.runtime instance/verity.env
 	@set -a; source instance/verity.env; set +a; export VERITY_DEMO=1; \
-	$(BIN)/flask --app wsgi db upgrade && \
+	$(BIN)/flask --app wsgi db upgrade heads && \
 	$(BIN)/flask --app wsgi demo load >/dev/null && \
 	$(BIN)/flask --app wsgi serve --host $(HOST) --port $(PORT)
 

@@ -106,14 +106,10 @@ def _configure_login(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from app.admin.routes import bp as admin_bp
-    from app.audit.routes import bp as audit_bp
-    from app.auth.routes import bp as auth_bp
-    from app.core.routes import bp as core_bp
-    from app.patients.routes import bp as patients_bp
+    import importlib
 
-    for blueprint in (core_bp, auth_bp, patients_bp, admin_bp, audit_bp):
-        app.register_blueprint(blueprint)
+    for domain in ("core", "auth", "patients", "consent", "intake", "documents", "identity", "admin", "audit"):
+        app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -45,7 +45,7 @@ def migrate(database_url: str, instance_dir: Path) -> None:
 
     app = create_app(config_for(database_url, instance_dir))
     with app.app_context():
-        upgrade()
+        upgrade(revision="heads")
         from app.extensions import db
 
         db.engine.dispose()

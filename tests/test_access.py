@@ -1,7 +1,8 @@
 """Route x role: every registered route, walked by every persona and an anonymous visitor.
 
-EXPECTED must name every endpoint the app registers, so a new route without a decision here
-(and without a rule in app.policy, which the app checks at start-up) fails the suite.
+The expectations live in tests/access/ (a module per domain). They must name every endpoint the
+app registers, so a new route without a decision there (and without a rule in app.policy,
+which the app checks at start-up) fails the suite.
 """
 
 from __future__ import annotations
@@ -11,53 +12,10 @@ import sqlalchemy as sa
 
 from app.audit.models import AuditEvent
 from app.extensions import db
+from tests.access import ANON, EVERYONE, all_expectations
 from tests.conftest import csrf_from, sign_in_as
 
-ANON, PATIENT, OTHER_PATIENT = "anonymous", "patient", "other_patient"
-CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN = (
-    "clinician", "other_clinician", "reception", "pharmacist", "other_pharmacist", "admin")
-EVERYONE = (ANON, PATIENT, OTHER_PATIENT, CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN)
-STAFF = (CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM, ADMIN)
-PATIENTS = (PATIENT, OTHER_PATIENT)
-SIGNED_IN = PATIENTS + STAFF
-
-
-def table(**status_by_group) -> dict[str, int]:
-    """table(ok=(...), forbidden=(...)) -> {persona: status}; anonymous defaults to the login redirect."""
-    codes = {"ok": 200, "redirect": 302, "forbidden": 403}
-    result = {ANON: 302}
-    for group, people in status_by_group.items():
-        for person in people:
-            result[person] = codes[group]
-    missing = set(EVERYONE) - result.keys()
-    assert not missing, f"table leaves out {missing}"
-    return result
-
-
-ADMIN_ONLY = table(ok=(ADMIN,), forbidden=(*PATIENTS, CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM))
-
-# (method, url arguments by name of a persona's object, expected status per persona)
-EXPECTED: dict[str, tuple[str, dict[str, str], dict[str, int]]] = {
-    "core.home": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
-    "core.healthz": ("GET", {}, {p: 200 for p in EVERYONE}),
-    "auth.login": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
-    "auth.register": ("GET", {}, {ANON: 200, **{p: 302 for p in SIGNED_IN}}),
-    "auth.logout": ("POST", {}, table(redirect=SIGNED_IN)),
-    # Patients have no second factor unless they turn it on: the page sends them to set it up.
-    "auth.two_factor": ("GET", {}, table(ok=STAFF, redirect=PATIENTS)),
-    "auth.totp_setup": ("GET", {}, table(ok=PATIENTS, redirect=STAFF)),
-    "auth.step_up": ("GET", {}, table(ok=STAFF, redirect=PATIENTS)),
-    "patients.dashboard": ("GET", {}, table(ok=PATIENTS, forbidden=STAFF)),
-    "patients.staff_home": ("GET", {}, table(ok=STAFF, forbidden=PATIENTS)),
-    "patients.record": ("GET", {"patient_id": "patient"},
-                        table(ok=(PATIENT, CLIN, RECEP, ADMIN),
-                              forbidden=(OTHER_PATIENT, OTHER_CLIN, PHARM, OTHER_PHARM))),
-    "admin.users": ("GET", {}, ADMIN_ONLY),
-    "admin.new_user": ("GET", {}, ADMIN_ONLY),
-    "admin.edit_user": ("GET", {"user_id": "clinician"},
-                        ADMIN_ONLY),
-    "audit.index": ("GET", {}, ADMIN_ONLY),
-}
+EXPECTED = all_expectations()
 
 
 def test_every_route_has_an_expectation(app):
@@ -67,9 +25,12 @@ def test_every_route_has_an_expectation(app):
         f"expectations without a route: {sorted(set(EXPECTED) - registered)}")
 
 
-def _url(app, endpoint: str, args: dict[str, str], personas) -> str:
+def _url(app, endpoint: str, args: dict, personas) -> str:
     values = {}
     for name, owner in args.items():
+        if callable(owner):
+            values[name] = owner(app, personas)
+            continue
         persona = personas[owner]
         values[name] = persona.patient_id if name == "patient_id" else persona.user_id
     with app.test_request_context():

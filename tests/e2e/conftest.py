@@ -121,7 +121,7 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
         "VERITY_LOGIN_LIMIT_ADDRESS": "500 per 15 minutes",
     }
     server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
-    server.flask("db", "upgrade")
+    server.flask("db", "upgrade", "heads")
     server.flask("demo", "load")
     with server.log.open("wb") as log:
         server.process = subprocess.Popen(
