@@ -108,7 +108,9 @@ def _configure_login(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     import importlib
 
-    for domain in ("core", "auth", "patients", "consent", "intake", "documents", "identity", "admin", "audit"):
+    domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
+               "admin", "audit")
+    for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
 
@@ -116,11 +118,20 @@ def _register_template_helpers(app: Flask) -> None:
     from app.auth.models import Role
 
     menus = {
-        Role.PATIENT: [("patients.dashboard", "Home")],
-        Role.CLINICIAN: [("patients.staff_home", "Patients")],
-        Role.RECEPTION: [("patients.staff_home", "Patients")],
+        Role.PATIENT: [("patients.dashboard", "Home"), ("scheduling.my_appointments", "Appointments"),
+                       ("documents.index", "Documents")],
+        Role.CLINICIAN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                         ("intake.reviews", "Intake reviews"), ("identity.reviews", "Identity checks"),
+                         ("patients.onboarding_board", "Onboarding")],
+        Role.RECEPTION: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                         ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
+                         ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records")],
         Role.PHARMACIST: [("patients.staff_home", "Prescriptions")],
-        Role.ADMIN: [("patients.staff_home", "Patients"), ("admin.users", "Staff"), ("audit.index", "Audit trail")],
+        Role.ADMIN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                     ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
+                     ("patients.onboarding_board", "Onboarding"), ("admin.users", "Staff"),
+                     ("consent.manage", "Consents"), ("intake.questionnaires", "Questionnaires"),
+                     ("audit.index", "Audit trail")],
     }
 
     @app.context_processor

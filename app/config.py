@@ -79,6 +79,25 @@ class Config:
     TESTING = False
 
 
+# Domain settings whose defaults and meanings live with their domain (app/documents/settings.py,
+# app/scheduling/settings.py, app/identity/providers.py): the environment overrides only what it sets.
+DOMAIN_SETTINGS = {
+    **{name: f"VERITY_{name}" for name in (
+        "DOCUMENTS_MAX_BYTES", "DOCUMENTS_CHUNK_BYTES", "DOCUMENTS_MAX_IMAGE_PIXELS", "DOCUMENTS_MAX_IMAGE_SIDE",
+        "DOCUMENTS_JPEG_QUALITY", "DOCUMENTS_BLUR_THRESHOLD", "DOCUMENTS_DARK_THRESHOLD",
+        "DOCUMENTS_UPLOAD_EXPIRY_HOURS")},
+    "SCHEDULING_CONSULTATION_TYPES": "VERITY_CONSULTATION_TYPES",
+    "SCHEDULING_PATIENT_CANCEL_HOURS": "VERITY_PATIENT_CANCEL_HOURS",
+    "SCHEDULING_PATIENT_NOTICE_MINUTES": "VERITY_PATIENT_NOTICE_MINUTES",
+    "SCHEDULING_HORIZON_DAYS": "VERITY_BOOKING_HORIZON_DAYS",
+    "SCHEDULING_REMINDER_MINUTES": "VERITY_REMINDER_MINUTES",
+    "SCHEDULING_WAITLIST_OFFER_MINUTES": "VERITY_WAITLIST_OFFER_MINUTES",
+}
+for _key, _variable in DOMAIN_SETTINGS.items():
+    if os.environ.get(_variable):
+        setattr(Config, _key, os.environ[_variable])
+
+
 class DevelopmentConfig(Config):
     """`make run`: demo data, local files, SQLite. Secrets fall back to per-instance files."""
 

@@ -15,10 +15,14 @@ from flask import Flask
 from app import crypto
 from app.auth import services as accounts
 from app.auth.models import Role, User
+from app.consent import services as consent
 from app.database import transaction, utcnow
 from app.extensions import db
+from app.intake import services as intake
+from app.patients import details, onboarding
 from app.patients import services as patients
 from app.pharmacy import services as pharmacies
+from app.scheduling import services as scheduling
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ ACCOUNTS = (
                 "VERITYDEMOADMINSECRETAAAAAAAAAAA"),
 )
 DEMO_PATIENT_DOB = dt.date(1986, 4, 12)
+DEMO_PATIENT_DETAILS = {"address_line1": "4 Canon's Road", "town": "Bristol", "postcode": "BS1 5UH",
+                        "phone": "07700 900123"}
 
 
 def load() -> list[DemoAccount]:
@@ -74,7 +80,26 @@ def load() -> list[DemoAccount]:
     if patient.pharmacy_id is None:
         with transaction():
             patient.pharmacy_id = pharmacy.id
+    consent.load_defaults()
+    intake.load_default_questionnaires()
+    _onboard_demo_patient(patient)
+    scheduling.load_demo_availability()
     return created
+
+
+def _onboard_demo_patient(patient) -> None:
+    """The demo patient has finished onboarding: details given, intake sent (eligible), consents
+    accepted, identity confirmed (recorded as done by the demo loader). Each step only once."""
+    if details.missing(patient, "booking"):
+        details.update(patient, "booking", DEMO_PATIENT_DETAILS)
+    if details.missing(patient, "records"):
+        details.update(patient, "records", {"gp_practice": "Harbourside Medical Practice, Bristol"})
+    intake.complete_demo_intake(patient)
+    waiting = consent.outstanding(patient)
+    if waiting:
+        consent.accept(patient, [document.id for document in waiting])
+    if patient.identity_verified_at is None:
+        onboarding.identity_verified(patient)
 
 
 def demo_accounts_exist() -> bool:

@@ -7,7 +7,9 @@ message under instance/mail/ (the embedded default, so `make run` needs no mail 
 
 from __future__ import annotations
 
+import base64
 import smtplib
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -19,13 +21,25 @@ from app.outbox import services as outbox
 from app.outbox.models import OutboxMessage
 
 
-def queue(to: str, subject: str, template: str, key: str, **context: Any) -> OutboxMessage:
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    #: e.g. "text/calendar; method=REQUEST"
+    content_type: str
+    data: bytes
+
+
+def queue(to: str, subject: str, template: str, key: str, *, attachments: tuple[Attachment, ...] = (),
+          **context: Any) -> OutboxMessage:
     """Render `email/<template>.txt` and `.html` and queue them under idempotency key `key`."""
     context.setdefault("base_url", current_app.config["BASE_URL"].rstrip("/"))
     context.setdefault("clinic_name", current_app.config["CLINIC_NAME"])
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", subject=subject, **context)
-    return outbox.enqueue("email", key, {"to": to, "subject": subject, "text": text, "html": html})
+    files = [{"filename": a.filename, "content_type": a.content_type, "data": base64.b64encode(a.data).decode()}
+             for a in attachments]
+    return outbox.enqueue("email", key, {"to": to, "subject": subject, "text": text, "html": html,
+                                         "attachments": files})
 
 
 def build(message: OutboxMessage, payload: dict[str, Any]) -> EmailMessage:
@@ -37,6 +51,12 @@ def build(message: OutboxMessage, payload: dict[str, Any]) -> EmailMessage:
     email["Message-ID"] = make_msgid(idstring=message.idempotency_key.replace(":", "."), domain="verity.invalid")
     email.set_content(payload["text"])
     email.add_alternative(payload["html"], subtype="html")
+    for item in payload.get("attachments", ()):
+        maintype, _, rest = item["content_type"].partition("/")
+        subtype, _, params = rest.partition(";")
+        extra = dict(p.strip().split("=", 1) for p in params.split(";") if "=" in p)
+        email.add_attachment(base64.b64decode(item["data"]), maintype=maintype, subtype=subtype.strip(),
+                             filename=item["filename"], params=extra)
     return email
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from bench import audit_chain, serving
+from bench import audit_chain, booking, serving, upload_memory
 from bench.common import RESULTS_DIR, Row, machine
 
 
@@ -28,7 +28,12 @@ class Report(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
-AREAS: dict[str, Callable[..., Report]] = {"serving": serving.run, "audit": audit_chain.run}
+AREAS: dict[str, Callable[..., Report]] = {
+    "serving": serving.run,
+    "audit": audit_chain.run,
+    "documents": upload_memory.run,
+    "booking": booking.run,
+}
 
 COLUMNS = ("Area", "Target", "Layout / engine", "Throughput", "p50 ms", "p95 ms", "p99 ms", "Non-2xx/err", "Note")
 RIGHT_ALIGNED = {"Throughput", "p50 ms", "p95 ms", "p99 ms"}

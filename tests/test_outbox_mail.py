@@ -109,3 +109,16 @@ def test_file_transport_when_no_smtp_is_configured(app, tmp_path):
     files = list((tmp_path / "mail").glob("*.eml"))
     assert len(files) == 1
     assert b"Your Verity account is ready" in files[0].read_bytes()
+
+
+def test_attachments_travel_with_the_email(ctx, smtp):
+    calendar = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"
+    mail.queue("x@example.com", "Your consultation", "welcome", key="ics:1",
+               attachments=(mail.Attachment("consultation.ics", "text/calendar; method=REQUEST", calendar),))
+    assert run_cycle() == 1
+    message = smtp.messages[0]
+    [part] = list(message.iter_attachments())
+    assert part.get_filename() == "consultation.ics"
+    assert part.get_content_type() == "text/calendar"
+    assert part.get_param("method") == "REQUEST"
+    assert part.get_payload(decode=True) == calendar

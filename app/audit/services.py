@@ -165,3 +165,11 @@ def search(filters: AuditFilter, *, before_seq: int | None = None, limit: int = 
 
 def actions() -> list[str]:
     return list(db.session.scalars(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
+
+
+def last_detail(action: str, *, patient_id: int) -> dict[str, Any]:
+    """The detail of a patient's newest entry of `action` ({} when there is none)."""
+    detail = db.session.scalar(
+        sa.select(AuditEvent.detail).where(AuditEvent.action == action, AuditEvent.patient_id == patient_id)
+        .order_by(AuditEvent.seq.desc()).limit(1))
+    return json.loads(detail) if detail else {}

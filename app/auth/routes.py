@@ -11,6 +11,7 @@ from flask_login import current_user, login_user, logout_user
 from app import policy
 from app.auth import services as accounts
 from app.auth.forms import CodeForm, LoginForm, RecoveryForm, RegisterForm
+from app.auth.models import Role
 from app.extensions import limiter
 from app.patients import services as patients
 
@@ -71,7 +72,7 @@ def login():
             _start_session(user)
             if not policy.needs_second_factor(user):
                 accounts.record_login(user, second_factor=None)
-                return redirect(_safe_next())
+                return _after_sign_in(user)
             if not user.has_totp:
                 flash("Staff accounts need two-factor authentication. Set it up now: it takes a minute.", "info")
                 return redirect(url_for("auth.totp_setup"))
@@ -146,6 +147,19 @@ def _second_factor_passed(method: str):
     if method == "recovery code":
         left = accounts.recovery_codes_left(current_user)
         flash(f"You signed in with a recovery code. You have {left} left.", "warning")
+    return _after_sign_in(current_user)
+
+
+def _after_sign_in(user):
+    """Where a completed sign-in goes: a patient first re-reads any consent that has a new version."""
+    from app.consent import services as consents
+
+    if user.role is Role.PATIENT:
+        patient = patients.for_user(user)
+        if patient is not None and consents.needs_reacceptance(patient):
+            flash("Some of the documents you agreed to have changed. Please read and agree to the new versions.",
+                  "info")
+            return redirect(url_for("consent.index", next=_safe_next()))
     return redirect(_safe_next())
 
 

@@ -83,7 +83,11 @@ TRANSITIONS: dict[tuple[S, S], Transition] = {
     # Booking: patients with an eligible or under-review record, or reception for them.
     (S.ELIGIBLE, S.BOOKED): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
     (S.NEEDS_REVIEW, S.BOOKED): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
-    (S.BOOKED, S.ELIGIBLE): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),  # cancelled
+    # A cancelled booking returns the patient to where they were before it.
+    (S.BOOKED, S.ELIGIBLE): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
+    (S.BOOKED, S.NEEDS_REVIEW): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
+    (S.BOOKED, S.ON_TREATMENT): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
+    (S.BOOKED, S.FOLLOW_UP_DUE): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),
     (S.BOOKED, S.CONSULTED): Transition(frozenset({CLINICIAN, SYSTEM})),
     (S.CONSULTED, S.ON_TREATMENT): Transition(frozenset({CLINICIAN, SYSTEM})),
     (S.CONSULTED, S.BOOKED): Transition(frozenset({PATIENT, RECEPTION, ADMIN, CLINICIAN, SYSTEM})),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -75,13 +77,110 @@ def assign_clinician(patient: Patient, clinician: User) -> None:
                      detail={"clinician_id": clinician.id})
 
 
+def checklist(patient: Patient) -> list:
+    """The onboarding checklist: every onboarding domain's steps, in order."""
+    from app.consent import services as consent
+    from app.documents import services as documents
+    from app.identity import services as identity
+    from app.intake import services as intake
+    from app.records import services as records
+    from app.scheduling import services as scheduling
+
+    steps = [step for domain in (intake, documents, identity, consent, records, scheduling)
+             for step in domain.checklist_steps(patient)]
+    return sorted(steps, key=lambda step: step.order)
+
+
+#: How people type a date of birth into a search box.
+DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y", "%d %B %Y", "%d %b %Y")
+
+
+def _as_date(term: str) -> dt.date | None:
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(term, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
 def search(term: str, limit: int = 20) -> list[tuple[Patient, User]]:
-    like = f"%{term.strip().lower()}%"
-    query = (
-        sa.select(Patient, User)
-        .join(User, User.id == Patient.user_id)
-        .where(sa.or_(sa.func.lower(User.full_name).like(like), User.email.like(like)))
-        .order_by(User.full_name)
-        .limit(limit)
-    )
-    return [(p, u) for p, u in db.session.execute(query)]
+    """Find patients by name or email (part of either), date of birth (12/04/1986, 1986-04-12,
+    12 April 1986) or NHS number (ten digits, spaces allowed)."""
+    term = term.strip()[:100]
+    if not term:
+        return []
+    query = sa.select(Patient, User).join(User, User.id == Patient.user_id)
+    compact = re.sub(r"[\s-]", "", term)
+    born = _as_date(term)
+    if compact.isdigit() and len(compact) == 10:
+        query = query.where(Patient.nhs_number == compact)
+    elif born is not None:
+        query = query.where(Patient.date_of_birth == born)
+    else:
+        like = f"%{term.lower()}%"
+        query = query.where(sa.or_(sa.func.lower(User.full_name).like(like), User.email.like(like)))
+    return [(p, u) for p, u in db.session.execute(query.order_by(User.full_name).limit(limit))]
+
+
+# The staff onboarding board ------------------------------------------------------------------
+
+ONBOARDING_STATES = ("registered", "intake_in_progress", "intake_submitted", "identity_verified",
+                     "needs_clinical_review", "not_eligible", "eligible")
+#: The funnel's steps, in order: registration, then each journey state a patient reaches.
+FUNNEL_STEPS = (("patient.registered", "Registered"), ("journey.intake_in_progress", "Started health questions"),
+                ("journey.intake_submitted", "Sent health questions"),
+                ("journey.identity_verified", "Identity confirmed"),
+                ("journey.eligible", "Eligible"), ("journey.booked", "Booked"))
+
+
+@dataclass(frozen=True)
+class BoardFilter:
+    state: str | None = None
+    term: str | None = None
+    waiting_days: int | None = None
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    patient: Patient
+    user: User
+    waiting: dt.timedelta
+
+
+def onboarding_board(filters: BoardFilter, *, now: dt.datetime | None = None,
+                     per_state: int = 50) -> dict[str, tuple[int, list[BoardRow]]]:
+    """Patients in onboarding, grouped by journey state, longest waiting first: {state: (count, rows)}."""
+    from app.database import utcnow
+
+    now = now or utcnow()
+    states = [filters.state] if filters.state in ONBOARDING_STATES else list(ONBOARDING_STATES)
+    base = sa.select(Patient, User).join(User, User.id == Patient.user_id)
+    if filters.term:
+        like = f"%{filters.term.strip().lower()}%"
+        base = base.where(sa.or_(sa.func.lower(User.full_name).like(like), User.email.like(like)))
+    if filters.waiting_days:
+        base = base.where(Patient.journey_changed_at <= now - dt.timedelta(days=filters.waiting_days))
+    counts = dict(db.session.execute(
+        base.with_only_columns(Patient.journey_state, sa.func.count()).where(Patient.journey_state.in_(states))
+        .group_by(Patient.journey_state)).all())
+    board: dict[str, tuple[int, list[BoardRow]]] = {}
+    for state in states:
+        rows = db.session.execute(base.where(Patient.journey_state == state)
+                                  .order_by(Patient.journey_changed_at).limit(per_state)).all()
+        board[state] = (counts.get(state, 0), [BoardRow(p, u, now - p.journey_changed_at) for p, u in rows])
+    return board
+
+
+def funnel(start: dt.date, end: dt.date) -> list[tuple[str, int]]:
+    """How many distinct patients reached each onboarding step between two dates (inclusive)."""
+    from app.audit.models import AuditEvent
+
+    since = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    actions = [action for action, _ in FUNNEL_STEPS]
+    counts = dict(db.session.execute(
+        sa.select(AuditEvent.action, sa.func.count(sa.distinct(AuditEvent.patient_id)))
+        .where(AuditEvent.action.in_(actions), AuditEvent.at >= since, AuditEvent.at < until)
+        .group_by(AuditEvent.action)).all())
+    return [(label, counts.get(action, 0)) for action, label in FUNNEL_STEPS]

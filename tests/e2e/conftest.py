@@ -23,6 +23,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
+from tests.smtp import SMTPServer
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CHROMIUM = os.environ.get("VERITY_E2E_CHROMIUM", "/usr/bin/chromium")
@@ -105,7 +107,17 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a free port; the live server's worker delivers its email there."""
+    server = SMTPServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("e2e-server")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -119,6 +131,8 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
         "VERITY_BASE_URL": url,
         "VERITY_LOGIN_LIMIT_ACCOUNT": "50 per 15 minutes",
         "VERITY_LOGIN_LIMIT_ADDRESS": "500 per 15 minutes",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_server.port),
     }
     server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
     server.flask("db", "upgrade", "heads")
