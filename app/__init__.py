@@ -109,7 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     import importlib
 
     domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
-               "admin", "audit")
+               "admin", "audit", "prescribing")
     for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
@@ -119,17 +119,19 @@ def _register_template_helpers(app: Flask) -> None:
 
     menus = {
         Role.PATIENT: [("patients.dashboard", "Home"), ("scheduling.my_appointments", "Appointments"),
-                       ("documents.index", "Documents")],
+                       ("prescribing.my_prescriptions", "Prescriptions"), ("documents.index", "Documents")],
         Role.CLINICIAN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
-                         ("intake.reviews", "Intake reviews"), ("identity.reviews", "Identity checks"),
-                         ("patients.onboarding_board", "Onboarding")],
+                         ("intake.reviews", "Intake reviews"), ("prescribing.mdt_queue", "MDT"),
+                         ("prescribing.repeat_queue", "Repeat requests"), ("prescribing.cd_log", "CD log"),
+                         ("identity.reviews", "Identity checks"), ("patients.onboarding_board", "Onboarding")],
         Role.RECEPTION: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
                          ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
                          ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records")],
         Role.PHARMACIST: [("patients.staff_home", "Prescriptions")],
         Role.ADMIN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
                      ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
-                     ("patients.onboarding_board", "Onboarding"), ("admin.users", "Staff"),
+                     ("patients.onboarding_board", "Onboarding"), ("prescribing.formulary_index", "Formulary"),
+                     ("prescribing.prescribers_index", "Prescribers"), ("admin.users", "Staff"),
                      ("consent.manage", "Consents"), ("intake.questionnaires", "Questionnaires"),
                      ("audit.index", "Audit trail")],
     }

@@ -71,6 +71,12 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_FROM = os.environ.get("MAIL_FROM", "Verity <no-reply@verity.invalid>")
 
+    # Prescribing (app/prescribing/config.py): the paper FP10PCD is the legal original in England;
+    # 0 makes the signed electronic prescription the original where the law allows it.
+    PAPER_ORIGINAL = _bool("VERITY_PAPER_ORIGINAL", True)
+    #: The prescriber's UK address printed on every prescription (reg. 15).
+    CLINIC_ADDRESS = os.environ.get("VERITY_CLINIC_ADDRESS", "Verity Clinic, 1 Example Street, Bristol BS1 6AA")
+
     # Background worker.
     WORKER_POLL_SECONDS = float(os.environ.get("VERITY_WORKER_POLL_SECONDS", "1.0"))
     OUTBOX_MAX_ATTEMPTS = _int("VERITY_OUTBOX_MAX_ATTEMPTS", 12)

@@ -22,6 +22,7 @@ from app.intake import services as intake
 from app.patients import details, onboarding
 from app.patients import services as patients
 from app.pharmacy import services as pharmacies
+from app.prescribing import demo as prescribing_demo
 from app.scheduling import services as scheduling
 
 
@@ -84,6 +85,7 @@ def load() -> list[DemoAccount]:
     intake.load_default_questionnaires()
     _onboard_demo_patient(patient)
     scheduling.load_demo_availability()
+    prescribing_demo.load_all()
     return created
 
 

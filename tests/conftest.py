@@ -281,3 +281,9 @@ def audit_actions(app: Flask) -> list[str]:
 
     with app.app_context():
         return list(db.session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.seq)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the end-to-end layer last: the fast layers fail first, and the browser session (whose
+    sync API keeps an event loop running on the main thread) starts only when they are done."""
+    items.sort(key=lambda item: "tests/e2e/" in item.nodeid.replace("\\", "/"))

@@ -83,10 +83,11 @@ def checklist(patient: Patient) -> list:
     from app.documents import services as documents
     from app.identity import services as identity
     from app.intake import services as intake
+    from app.prescribing import services as prescribing
     from app.records import services as records
     from app.scheduling import services as scheduling
 
-    steps = [step for domain in (intake, documents, identity, consent, records, scheduling)
+    steps = [step for domain in (intake, documents, identity, consent, records, scheduling, prescribing)
              for step in domain.checklist_steps(patient)]
     return sorted(steps, key=lambda step: step.order)
 

@@ -1,0 +1,1 @@
+"""Prescribing: formulary, prescribers, treatment plans, the prescription state machine and signing."""
