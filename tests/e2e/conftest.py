@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.smtp import SMTPServer
+
+# CI runs on a 2-core machine alongside the server under test: give assertions room to settle.
+expect.set_options(timeout=15_000)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

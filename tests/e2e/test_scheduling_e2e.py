@@ -83,6 +83,7 @@ def event_in(message) -> tuple[icalendar.Calendar, icalendar.Event]:
 
 def choose_a_time_next_week(page: Page) -> str:
     """Go to next week in the week view (an htmx swap) and press the first free time; return its label."""
+    page.wait_for_load_state("load")  # htmx (a deferred script) is ready before the click
     heading = page.locator("#week-heading")
     this_week = heading.inner_text()
     page.locator("#week").get_by_role("link", name=re.compile("Next week")).click()
