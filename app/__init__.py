@@ -109,7 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     import importlib
 
     domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
-               "admin", "audit", "prescribing")
+               "admin", "audit", "prescribing", "consult")
     for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
@@ -123,12 +123,15 @@ def _register_template_helpers(app: Flask) -> None:
         Role.CLINICIAN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
                          ("intake.reviews", "Intake reviews"), ("prescribing.mdt_queue", "MDT"),
                          ("prescribing.repeat_queue", "Repeat requests"), ("prescribing.cd_log", "CD log"),
-                         ("identity.reviews", "Identity checks"), ("patients.onboarding_board", "Onboarding")],
+                         ("consult.waiting", "Waiting room"), ("identity.reviews", "Identity checks"),
+                         ("patients.onboarding_board", "Onboarding")],
         Role.RECEPTION: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                         ("consult.waiting", "Waiting room"),
                          ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
                          ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records")],
         Role.PHARMACIST: [("patients.staff_home", "Prescriptions")],
         Role.ADMIN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                     ("consult.waiting", "Waiting room"),
                      ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
                      ("patients.onboarding_board", "Onboarding"), ("prescribing.formulary_index", "Formulary"),
                      ("prescribing.prescribers_index", "Prescribers"), ("admin.users", "Staff"),

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from bench import audit_chain, booking, prescribing, serving, upload_memory
+from bench import audit_chain, booking, consult, prescribing, serving, upload_memory
 from bench.common import RESULTS_DIR, Row, machine
 
 
@@ -34,6 +34,7 @@ AREAS: dict[str, Callable[..., Report]] = {
     "documents": upload_memory.run,
     "booking": booking.run,
     "prescribing": prescribing.run,
+    "consult": consult.run,
 }
 
 COLUMNS = ("Area", "Target", "Layout / engine", "Throughput", "p50 ms", "p95 ms", "p99 ms", "Non-2xx/err", "Note")

@@ -277,12 +277,14 @@ def measure_signaling(base_url: str, secret_key: str, connects: int = SIGNALING_
     for attempt in range(connects):
         if time.monotonic() > deadline:
             break
-        token = tokens.mint(secret_key, room=f"bench-{attempt}", user_id=1, role="patient",
+        # The pre-call namespace: call rooms admit only an appointment's own people.
+        token = tokens.mint(secret_key, room=f"precall-{attempt}", user_id=1, role="precall",
                             expires_at=time.time() + 300)
         client = socketio.Client(reconnection=False)
         started = time.perf_counter()
         try:
-            client.connect(base_url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+            client.connect(base_url, namespaces=["/precall"], auth={"token": token}, transports=["websocket"],
+                           wait_timeout=5)
             timings.append((time.perf_counter() - started) * 1000)
         except socketio.exceptions.ConnectionError:
             failures += 1

@@ -54,3 +54,11 @@ def build(flask_app: Flask, *, wsgi_threads: int = 16) -> socketio.ASGIApp:
     flask_app.extensions["socketio"] = sio
     wsgi = WSGIMiddleware(_fresh_context(flask_app), workers=wsgi_threads)
     return socketio.ASGIApp(sio, other_asgi_app=wsgi, socketio_path="socket.io")
+
+
+def create() -> socketio.ASGIApp:
+    """`uvicorn --factory signaling.asgi:create`: a signaling process (with the web app behind it) configured
+    from the environment, as production runs several of them with REDIS_URL set."""
+    from app import create_app
+
+    return build(create_app())

@@ -19,6 +19,8 @@
 #   ../vendor/nhsuk-frontend/LICENSE
 #   ../vendor/htmx/htmx.min.js
 #   ../vendor/htmx/LICENSE
+#   ../vendor/socket.io-client/socket.io.esm.min.js  ES module (exports io)
+#   ../vendor/socket.io-client/LICENSE
 #   ../vendor/VERSIONS.txt
 set -euo pipefail
 
@@ -51,7 +53,7 @@ pinned() { # pinned PACKAGE -> the exact version in our package.json
   node -e 'process.stdout.write(require("./package.json").devDependencies[process.argv[1]])' "$1"
 }
 
-for pkg in nhsuk-frontend htmx.org sass; do
+for pkg in nhsuk-frontend htmx.org sass socket.io-client; do
   have="$(pkg_field "$pkg" version)"
   want="$(pinned "$pkg")"
   [[ "$have" == "$want" ]] || die "$pkg: installed $have but package.json pins $want"
@@ -63,12 +65,15 @@ HTMX_VERSION="$(pkg_field htmx.org version)"
 HTMX_LICENSE="$(pkg_field htmx.org license)"
 NHSUK_DIST="node_modules/nhsuk-frontend/dist/nhsuk"
 HTMX_DIST="node_modules/htmx.org/dist"
+SIO_VERSION="$(pkg_field socket.io-client version)"
+SIO_LICENSE="$(pkg_field socket.io-client license)"
+SIO_DIST="node_modules/socket.io-client/dist"
 
 # 2. Build everything in a scratch folder first; only replace the committed
 #    output once every step and check has passed.
 STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE/nhsuk-frontend/assets/images" "$STAGE/htmx"
+mkdir -p "$STAGE/nhsuk-frontend/assets/images" "$STAGE/htmx" "$STAGE/socket.io-client"
 
 strip_source_map() { # strip_source_map SRC DEST
   sed -e '/^\/\/# sourceMappingURL=/d' -e '/^\/\*# sourceMappingURL=.*\*\/$/d' "$1" > "$2"
@@ -143,16 +148,26 @@ EOF
 strip_source_map "$HTMX_DIST/htmx.min.js" "$STAGE/htmx/htmx.min.js"
 cp node_modules/htmx.org/LICENSE "$STAGE/htmx/LICENSE"
 
-# 2f. Inventory.
+# 2f. socket.io-client (the consultation's signaling client): the package's
+#     minified ES module bundle, which exports `io` and has no dependencies.
+SIO_SRC="$SIO_DIST/socket.io.esm.min.js"
+[[ -f "$SIO_SRC" ]] || die "missing $SIO_SRC"
+strip_source_map "$SIO_SRC" "$STAGE/socket.io-client/socket.io.esm.min.js"
+grep -q 'export{[^}]*\bio\b' "$STAGE/socket.io-client/socket.io.esm.min.js" \
+  || die "socket.io-client ESM bundle does not export io"
+cp node_modules/socket.io-client/LICENSE "$STAGE/socket.io-client/LICENSE"
+
+# 2g. Inventory.
 {
   echo "htmx.org $HTMX_VERSION $HTMX_LICENSE"
   echo "nhsuk-frontend $NHSUK_VERSION $NHSUK_LICENSE"
+  echo "socket.io-client $SIO_VERSION $SIO_LICENSE"
 } > "$STAGE/VERSIONS.txt"
 
 # 3. Swap the new output in (only the paths this script owns).
 mkdir -p "$VENDOR_DIR"
-rm -rf "$VENDOR_DIR/nhsuk-frontend" "$VENDOR_DIR/htmx"
-cp -R "$STAGE/nhsuk-frontend" "$STAGE/htmx" "$STAGE/VERSIONS.txt" "$VENDOR_DIR/"
-chmod -R u=rwX,go=rX "$VENDOR_DIR/nhsuk-frontend" "$VENDOR_DIR/htmx" "$VENDOR_DIR/VERSIONS.txt"
+rm -rf "$VENDOR_DIR/nhsuk-frontend" "$VENDOR_DIR/htmx" "$VENDOR_DIR/socket.io-client"
+cp -R "$STAGE/nhsuk-frontend" "$STAGE/htmx" "$STAGE/socket.io-client" "$STAGE/VERSIONS.txt" "$VENDOR_DIR/"
+chmod -R u=rwX,go=rX "$VENDOR_DIR/nhsuk-frontend" "$VENDOR_DIR/htmx" "$VENDOR_DIR/socket.io-client" "$VENDOR_DIR/VERSIONS.txt"
 
-echo "build.sh: vendored nhsuk-frontend $NHSUK_VERSION and htmx.org $HTMX_VERSION into app/static/vendor/"
+echo "build.sh: vendored nhsuk-frontend $NHSUK_VERSION, htmx.org $HTMX_VERSION and socket.io-client $SIO_VERSION into app/static/vendor/"

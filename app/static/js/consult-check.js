@@ -1,0 +1,4 @@
+// The standalone "check your camera and microphone" page.
+import { setUpPrecall } from './consult-precall.js'
+
+setUpPrecall(document)
