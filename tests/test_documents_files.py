@@ -143,7 +143,8 @@ def _unsealed(blob: bytes, file_id: str = "abc123") -> bytes:
 def test_sealed_files_round_trip_at_every_segment_boundary(size):
     data = os.urandom(size)
     blob = _sealed(data)
-    assert data not in blob or size == 0
+    # Long plaintext never shows in the sealed file (a byte or two could, by chance, in any random bytes).
+    assert size < 16 or data not in blob
     assert _unsealed(blob) == data
 
 

@@ -102,6 +102,7 @@ def test_a_clinician_builds_a_prescription_refused_for_quota_fixes_it_and_signs_
     expect(page.locator("#product_id option:checked")).to_contain_text("Verdant T22 Flower")
 
     # 40 g is over the 30 g quota: the live check says so as the quantity is typed.
+    page.wait_for_load_state("load")
     page.get_by_label("Total quantity").fill("40")
     page.get_by_label("Days of supply").fill("30")
     page.get_by_label("Dose").fill("Vaporise 0.1 g up to ten times a day")
@@ -119,6 +120,7 @@ def test_a_clinician_builds_a_prescription_refused_for_quota_fixes_it_and_signs_
     page.get_by_role("link", name="Change the prescription").click()
     page.get_by_role("link", name="Change Verdant T22 Flower").click()
     expect(page.get_by_role("heading", name="Change item 1")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx (a deferred script) listens before we type
     page.get_by_label("Total quantity").fill("30")
     expect(checks).to_contain_text("30 (thirty) grams")
     expect(checks).to_contain_text("Ready to sign")
