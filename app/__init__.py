@@ -109,7 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     import importlib
 
     domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
-               "admin", "audit", "prescribing", "consult")
+               "admin", "audit", "prescribing", "consult", "pharmacy", "notifications", "messaging", "outcomes")
     for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
@@ -119,24 +119,33 @@ def _register_template_helpers(app: Flask) -> None:
 
     menus = {
         Role.PATIENT: [("patients.dashboard", "Home"), ("scheduling.my_appointments", "Appointments"),
-                       ("prescribing.my_prescriptions", "Prescriptions"), ("documents.index", "Documents")],
+                       ("prescribing.my_prescriptions", "Prescriptions"), ("pharmacy.my_pharmacy", "Pharmacy"),
+                       ("outcomes.mine", "Progress"), ("messaging.my_threads", "Messages"),
+                       ("notifications.timeline", "Timeline"), ("documents.index", "Documents")],
         Role.CLINICIAN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
+                         ("consult.waiting", "Waiting room"), ("messaging.inbox", "Messages"),
                          ("intake.reviews", "Intake reviews"), ("prescribing.mdt_queue", "MDT"),
-                         ("prescribing.repeat_queue", "Repeat requests"), ("prescribing.cd_log", "CD log"),
-                         ("consult.waiting", "Waiting room"), ("identity.reviews", "Identity checks"),
+                         ("prescribing.repeat_queue", "Repeat requests"), ("pharmacy.alerts", "Pharmacy alerts"),
+                         ("outcomes.overdue", "Outcomes due"), ("outcomes.clinic_summary", "Outcomes"),
+                         ("prescribing.cd_log", "CD log"), ("identity.reviews", "Identity checks"),
                          ("patients.onboarding_board", "Onboarding")],
         Role.RECEPTION: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
-                         ("consult.waiting", "Waiting room"),
+                         ("consult.waiting", "Waiting room"), ("messaging.inbox", "Messages"),
+                         ("pharmacy.pipeline_board", "Orders"), ("outcomes.overdue", "Outcomes due"),
                          ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
                          ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records")],
-        Role.PHARMACIST: [("patients.staff_home", "Prescriptions")],
+        Role.PHARMACIST: [("pharmacy.queue", "Prescriptions"), ("pharmacy.inventory_page", "Stock"),
+                          ("messaging.inbox", "Queries")],
         Role.ADMIN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
-                     ("consult.waiting", "Waiting room"),
+                     ("consult.waiting", "Waiting room"), ("messaging.inbox", "Messages"),
+                     ("pharmacy.pipeline_board", "Orders"), ("pharmacy.admin_list", "Pharmacies"),
                      ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
                      ("patients.onboarding_board", "Onboarding"), ("prescribing.formulary_index", "Formulary"),
                      ("prescribing.prescribers_index", "Prescribers"), ("admin.users", "Staff"),
                      ("consent.manage", "Consents"), ("intake.questionnaires", "Questionnaires"),
-                     ("audit.index", "Audit trail")],
+                     ("outcomes.clinic_summary", "Outcomes"), ("outcomes.instruments_index", "Instruments"),
+                     ("messaging.saved_responses", "Saved replies"),
+                     ("notifications.delivery_problems", "Delivery problems"), ("audit.index", "Audit trail")],
     }
 
     @app.context_processor
@@ -202,8 +211,14 @@ def _enforce_session_timeouts() -> Any:
         logout_user()
         session.clear()
         flash("You were signed out because you were inactive for a while. Sign in again to continue.", "info")
+        if request.headers.get("HX-Request"):  # a fragment request: send the whole page to the sign-in form
+            response = current_app.response_class(status=401)
+            response.headers["HX-Redirect"] = url_for("auth.login")
+            return response
         return redirect(url_for("auth.login"))
-    session["seen"] = now
+    if request.headers.get("X-Verity-Poll") != "1":  # a page refreshing itself is not the person at work
+        session["seen"] = now
+    session.setdefault("seen", now)
     session.setdefault("started", now)
     return None
 

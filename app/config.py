@@ -79,8 +79,15 @@ class Config:
 
     # Background worker.
     WORKER_POLL_SECONDS = float(os.environ.get("VERITY_WORKER_POLL_SECONDS", "1.0"))
-    OUTBOX_MAX_ATTEMPTS = _int("VERITY_OUTBOX_MAX_ATTEMPTS", 12)
+    # 16 attempts with backoff doubling from 1 s to a cap of an hour ride out an SMTP or webhook outage
+    # of several hours before a message is given up on (and shown on the delivery-problems page).
+    OUTBOX_MAX_ATTEMPTS = _int("VERITY_OUTBOX_MAX_ATTEMPTS", 16)
     OUTBOX_LEASE_SECONDS = _int("VERITY_OUTBOX_LEASE_SECONDS", 60)
+
+    # Notifications and messages: an SMS gateway as "package.module:Class" ("log" sends nothing and
+    # logs a masked number); the largest message with attachments.
+    SMS_ADAPTER = os.environ.get("VERITY_SMS_ADAPTER", "log")
+    MESSAGING_MAX_REQUEST_BYTES = _int("VERITY_MESSAGING_MAX_REQUEST_BYTES", 20 * 1024 * 1024)
 
     TESTING = False
 

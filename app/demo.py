@@ -86,6 +86,11 @@ def load() -> list[DemoAccount]:
     _onboard_demo_patient(patient)
     scheduling.load_demo_availability()
     prescribing_demo.load_all()
+    from app.outcomes import services as outcomes
+    from app.pharmacy import inventory
+
+    inventory.load_demo_inventory()
+    outcomes.load_demo_outcomes(patient)
     return created
 
 

@@ -20,7 +20,6 @@ barrier that releases the clients times out.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import tempfile
 import threading
@@ -35,10 +34,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from flask import Flask
 
-from bench.common import Row, percentile
+from bench.common import Row, percentile, postgres_unreachable, postgres_url, scratch_database
 
 CLIENTS = 50
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FAST_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
 SLOT_MINUTES = 15
 DAY_START, DAY_END = dt.time(6), dt.time(22)
@@ -257,37 +255,21 @@ def measure(engine: str, database_url: str, instance_dir: Path, *, seconds: floa
 
 
 def _postgres(url: str, instance_dir: Path, **kwargs) -> BookingResult:
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"verity_bench_{secrets.token_hex(6)}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            scratch = sa.make_url(url).set(database=name).render_as_string(hide_password=False)
-            return measure("postgresql", scratch, instance_dir, **kwargs)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with scratch_database(url) as scratch:
+        return measure("postgresql", scratch, instance_dir, **kwargs)
 
 
 def run(*, quick: bool = False, log: Callable[[str], None] = print) -> BookingReport:
     seconds, rounds = (3.0, 5) if quick else (10.0, 20)
     results: list[BookingResult] = []
     skipped: dict[str, str] = {}
-    pg_url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    pg_url = postgres_url()
     with tempfile.TemporaryDirectory(prefix="verity-bench-booking-") as tmp:
         folder = Path(tmp)
-        try:
-            probe = sa.create_engine(pg_url, connect_args={"connect_timeout": 3})
-            with probe.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            probe.dispose()
-        except sa.exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            skipped["postgresql"] = f"unreachable at {sa.make_url(pg_url).render_as_string()} ({reason})"
-            log(f"booking: PostgreSQL skipped: {skipped['postgresql']}")
+        unreachable = postgres_unreachable(pg_url)
+        if unreachable:
+            skipped["postgresql"] = unreachable
+            log(f"booking: PostgreSQL skipped: {unreachable}")
         else:
             results.append(_postgres(pg_url, folder, seconds=seconds, rounds=rounds, log=log))
         results.append(measure("sqlite", f"sqlite:///{folder / 'booking.db'}", folder, seconds=seconds,

@@ -14,17 +14,20 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import requests
+import sqlalchemy as sa
 
 #: The repository root: the servers are started from here so `wsgi` is importable.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 LOCALHOST = "127.0.0.1"
+#: PostgreSQL for the benchmarks when TEST_POSTGRES_URL is not set (the one `make test` uses).
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: Sent by every client (requests and wrk) so the sessions see one consistent user agent.
 USER_AGENT = "verity-bench/1"
 
@@ -177,3 +180,43 @@ class Row:
     p99_ms: float | None = None
     errors: str = "-"
     note: str = ""
+
+
+# PostgreSQL -------------------------------------------------------------------------------------
+
+def postgres_url() -> str:
+    return os.environ.get("TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def postgres_unreachable(url: str) -> str | None:
+    """Why PostgreSQL at `url` cannot be used (a line for the report), or None when it answers."""
+    try:
+        probe = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with probe.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        finally:
+            probe.dispose()
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return f"unreachable at {sa.make_url(url).render_as_string()} ({reason})"
+    return None
+
+
+@contextlib.contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """A new, empty database on the server at `url`, dropped (connections and all) afterwards."""
+    import secrets
+
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"verity_bench_{secrets.token_hex(6)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -234,7 +234,10 @@ def test_call_pages_may_use_camera_and_microphone_and_others_may_not(app, person
     clinician = app.test_client()
     sign_in_as(clinician, personas["clinician"])
     page = clinician.get(f"/consult/{soon}").get_data(as_text=True)
-    assert 'data-seat="clinician"' in page and 'id="panel"' in page and "Prescribing opens here" in page
+    assert 'data-seat="clinician"' in page and 'id="panel"' in page
+    patient_id = personas["patient"].patient_id
+    assert f'hx-get="/patients/{patient_id}/prescribing/panel?appointment_id={soon}"' in page
+    assert f'hx-get="/patients/{patient_id}/outcomes/panel"' in page
 
 
 # TURN --------------------------------------------------------------------------------------------

@@ -94,16 +94,10 @@ def call(appointment_id: int):
                    token_url=url_for("consult.token", appointment_id=appointment.id),
                    end_url=url_for("patients.record", patient_id=patient.id),
                    session=services.session_of(appointment), guest_form=GuestForm(formdata=None),
-                   prescribing_url=_prescribing_url(patient.id, appointment.id),
+                   prescribing_url=url_for("prescribing.panel", patient_id=patient.id,
+                                           appointment_id=appointment.id),
                    auto_admit=request.args.get("admit") == "1")
     return media_page(render_template("consult/call.html", **context))
-
-
-def _prescribing_url(patient_id: int, appointment_id: int) -> str | None:
-    """The prescribing domain's panel, when it offers one (it is being built alongside)."""
-    if "prescribing.panel" not in current_app.view_functions:
-        return None
-    return url_for("prescribing.panel", patient_id=patient_id, appointment_id=appointment_id)
 
 
 @bp.route("/consult/<int:appointment_id>/token", methods=["POST"])

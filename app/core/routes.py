@@ -16,7 +16,7 @@ HOME_BY_ROLE = {
     Role.PATIENT: "patients.dashboard",
     Role.CLINICIAN: "patients.staff_home",
     Role.RECEPTION: "patients.staff_home",
-    Role.PHARMACIST: "patients.staff_home",
+    Role.PHARMACIST: "pharmacy.queue",
     Role.ADMIN: "admin.users",
 }
 

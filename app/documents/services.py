@@ -516,7 +516,7 @@ def hide(document: Document, *, reason: str, by: int) -> None:
 # Requests from the clinic -------------------------------------------------------------------
 
 def request_document(*, patient_id: int, kind: str, note: str, requested_by: int) -> DocumentRequest:
-    from app import mail
+    from app.notifications import services as notifications
     from app.patients import services as patients
 
     with transaction() as session:
@@ -526,10 +526,10 @@ def request_document(*, patient_id: int, kind: str, note: str, requested_by: int
         session.flush()
         audit.record("document.requested", subject=("document_request", request.id), patient_id=patient_id,
                      detail={"kind": request.kind.value})
-        patient = patients.get(patient_id)
-        # The email says only that there is something to do: no kind of document, no note.
-        mail.queue(patients.user_of(patient).email, "The clinic has asked you for a document",
-                   "document_requested", key=f"document-request:{request.id}")
+        # The portal notice names the document and the note; the email says only that there is something to do.
+        notifications.notify(patients.get(patient_id), "document.requested", key=f"document-request:{request.id}",
+                             link=notifications.link_to("documents.index"),
+                             context={"kind": request.kind.label, "note": request.note})
     return request
 
 

@@ -320,10 +320,19 @@ def _decide(check: IdentityCheck, status: CheckStatus, *, reviewer: User | None,
                                  "event_id": event_id})
             if status is CheckStatus.APPROVED:
                 onboarding.identity_verified(check.patient)
+            _tell_patient(check, status, reason)
     if updated != 1:
         session.refresh(check)
         raise AlreadyDecided(already_decided_message(check))
     return check
+
+
+def _tell_patient(check: IdentityCheck, status: CheckStatus, reason: str | None) -> None:
+    """The decision reaches the patient through app.notifications (the reason in the portal only)."""
+    from app.notifications import services as notifications
+
+    notifications.notify(check.patient, f"identity.{status.value}", key=f"identity:{check.id}:{status.value}",
+                         link=notifications.link_to("identity.status"), context={"reason": reason or ""})
 
 
 def already_decided_message(check: IdentityCheck) -> str:

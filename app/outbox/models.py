@@ -9,6 +9,8 @@ from app.database import UTCDateTime, utcnow
 from app.extensions import db
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+#: Outcomes of one attempt: delivered, failed (to be retried), dead (failed and given up).
+FAILED = "failed"
 
 
 class OutboxMessage(db.Model):
@@ -32,3 +34,21 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxAttempt(db.Model):
+    """One try at delivering a message: when, how long, and how it ended (kept after success too)."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("outbox_messages.id"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    #: delivered, failed (retried later) or dead (the last allowed attempt failed).
+    outcome: Mapped[str] = mapped_column(sa.String(12))
+    #: The receiver's HTTP status when the handler spoke HTTP and got an answer.
+    http_status: Mapped[int | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    #: host:pid of the worker that made the attempt.
+    worker: Mapped[str | None] = mapped_column(sa.String(80))

@@ -77,17 +77,29 @@ def assign_clinician(patient: Patient, clinician: User) -> None:
                      detail={"clinician_id": clinician.id})
 
 
+def nominate_pharmacy(patient: Patient, pharmacy_id: int) -> None:
+    """Record the patient's nominated pharmacy (the pharmacy domain checks it is an active partner and
+    asks for the data-sharing consent)."""
+    with transaction():
+        previous = patient.pharmacy_id
+        patient.pharmacy_id = pharmacy_id
+        audit.record("patient.pharmacy_nominated", subject=("patient", patient.id), patient_id=patient.id,
+                     detail={"pharmacy_id": pharmacy_id, "previous": previous})
+
+
 def checklist(patient: Patient) -> list:
     """The onboarding checklist: every onboarding domain's steps, in order."""
     from app.consent import services as consent
     from app.documents import services as documents
     from app.identity import services as identity
     from app.intake import services as intake
+    from app.outcomes import services as outcomes
     from app.prescribing import services as prescribing
     from app.records import services as records
     from app.scheduling import services as scheduling
 
-    steps = [step for domain in (intake, documents, identity, consent, records, scheduling, prescribing)
+    steps = [step for domain in (intake, documents, identity, consent, records, scheduling,
+                                                       prescribing, outcomes)
              for step in domain.checklist_steps(patient)]
     return sorted(steps, key=lambda step: step.order)
 

@@ -4,26 +4,34 @@ signing, a prescription's page and its lifecycle, the repeat-request queue and t
 The builder is a set of htmx fragments so the consultation side panel can embed it:
 `prescribing.builder` (GET, the whole builder), `prescribing.check` (POST, the live checks) and
 `prescribing.add_item` (POST). Each answers a fragment when the request carries HX-Request and
-the full page otherwise. The formulary and prescriber administration live in admin_routes.py,
-the patient's own pages, the verification page and the JWKS in public_routes.py.
+the full page otherwise. `prescribing.panel` is the consultation side panel itself: every request made
+from inside it carries `panel=1`, and the routes it reaches (the builder's, review and signing) answer
+those with the panel, so the call page, and its video, never goes away. The formulary and prescriber
+administration live in admin_routes.py, the patient's own pages, the verification page and the JWKS in
+public_routes.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
+import time
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from app import policy
+from app.auth import services as accounts
 from app.auth.models import Role
+from app.extensions import limiter
 from app.patients import services as patients
 from app.pharmacy import services as pharmacies
 from app.prescribing import cli, formulary, immutability, plans, prescribers, services, signing, states
 from app.prescribing import config as prescribing_config
 from app.prescribing import forms as parse
 from app.prescribing.quantities import UNITS, figures
+from app.scheduling import services as scheduling
 
 bp = Blueprint("prescribing", __name__, template_folder="templates", cli_group=None)
 bp.cli.add_command(cli.pki_group)
@@ -40,6 +48,12 @@ def _prescription_state(value: str) -> states.State:
 
 def is_htmx() -> bool:
     return bool(request.headers.get("HX-Request"))
+
+
+def in_panel() -> bool:
+    """An htmx request from the consultation side panel: the panel's wrapper adds panel=1 to every request
+    made inside it (hx-vals is inherited), including the formulary's "Prescribe" links."""
+    return is_htmx() and request.values.get("panel") == "1"
 
 
 def _patient(patient_id: int):
@@ -77,7 +91,7 @@ def _own_prescription(prescription_id: int):
 
 # The patient's prescribing page ---------------------------------------------------------------
 
-def _builder_context(patient, *, values=None, errors=None, editing=None, check=None):
+def _builder_context(patient, *, values=None, errors=None, editing=None, check=None, panel=False):
     draft = services.draft_for(patient, current_user) if current_user.role is Role.CLINICIAN else None
     version = plans.current(patient)
     allowed = plans.allowances(version) if version else {}
@@ -89,15 +103,19 @@ def _builder_context(patient, *, values=None, errors=None, editing=None, check=N
                                editing_item_id=editing.id if editing else None)
     return {"patient": patient, "draft": draft, "choices": choices, "allowed": allowed, "values": values or {},
             "errors": errors or {}, "editing": editing, "check": check, "units": UNITS, "forms": formulary.FORMS,
-            "formulary": formulary}
+            "formulary": formulary, "panel": panel}
+
+
+def _status_context(patient):
+    """The plan, the MDT decision and the nominated pharmacy: what the page and the panel both open with."""
+    version = plans.current(patient)
+    pharmacy = pharmacies.get(patient.pharmacy_id) if patient.pharmacy_id else None
+    return {"patient": patient, "version": version, "plan_text": _plan_text(version),
+            "reviews": plans.reviews(patient), "approval": plans.approval(patient), "pharmacy": pharmacy}
 
 
 def _page_context(patient):
-    user = patients.user_of(patient)
-    version = plans.current(patient)
-    pharmacy = pharmacies.get(patient.pharmacy_id) if patient.pharmacy_id else None
-    return {"patient": patient, "user": user, "version": version, "plan_text": _plan_text(version),
-            "reviews": plans.reviews(patient), "approval": plans.approval(patient), "pharmacy": pharmacy,
+    return {**_status_context(patient), "user": patients.user_of(patient),
             "prescriptions": services.prescriptions_for_patient(patient), "forms": formulary.FORMS,
             "profile": prescribers.get(current_user) if current_user.role is Role.CLINICIAN else None,
             "requests": services.repeat_requests_of(patient)}
@@ -139,7 +157,7 @@ def _builder_request(patient):
 def builder(patient_id: int):
     patient = _own_patient_as_clinician(patient_id)
     values, editing = _builder_request(patient)
-    context = _builder_context(patient, values=values, editing=editing)
+    context = _builder_context(patient, values=values, editing=editing, panel=in_panel())
     if is_htmx():
         return render_template("prescribing/_builder.html", **context)
     return redirect(url_for("prescribing.patient_page", patient_id=patient.id,
@@ -175,12 +193,17 @@ def add_item(patient_id: int):
             services.add_item(patient, current_user, values)
     except services.PrescribingError as exc:
         editing = next((i for i in draft.items if i.id == item_id), None) if draft and item_id else None
-        context = _builder_context(patient, values=values, errors=exc.errors or {"form": str(exc)}, editing=editing,
-                                   check=services.check(patient, current_user, draft, values, editing_item_id=item_id))
+        typed = dict(values=values, errors=exc.errors or {"form": str(exc)}, editing=editing,
+                     check=services.check(patient, current_user, draft, values, editing_item_id=item_id))
+        if in_panel():
+            return _panel_fragment(patient, **typed)
+        context = _builder_context(patient, **typed)
         if is_htmx():
             return render_template("prescribing/_builder.html", **context)
         context.update(_page_context(patient))
         return render_template("prescribing/patient.html", **context), 400
+    if in_panel():
+        return _panel_fragment(patient, notice="Item saved to the draft prescription.")
     if is_htmx():
         return render_template("prescribing/_builder.html", **_builder_context(patient))
     flash("Item saved to the draft prescription.", "success")
@@ -191,11 +214,16 @@ def add_item(patient_id: int):
 @policy.staff(Role.CLINICIAN)
 def remove_item(prescription_id: int, item_id: int):
     prescription = _own_prescription(prescription_id)
+    patient = patients.get(prescription.patient_id)
     try:
         services.remove_item(prescription, item_id, current_user)
     except services.PrescribingError as exc:
+        if in_panel():
+            return _panel_fragment(patient, problem=str(exc))
         flash(str(exc), "error")
-    patient = patients.get(prescription.patient_id)
+    else:
+        if in_panel():
+            return _panel_fragment(patient, notice="Item removed from the draft.")
     if is_htmx():
         return render_template("prescribing/_builder.html", **_builder_context(patient))
     return redirect(url_for("prescribing.patient_page", patient_id=patient.id, _anchor="prescription-builder"))
@@ -207,10 +235,97 @@ def discard(prescription_id: int):
     prescription = _own_prescription(prescription_id)
     try:
         services.discard(prescription, current_user)
-        flash("The draft was discarded.", "success")
     except (services.PrescribingError, states.TransitionError) as exc:
+        if in_panel():
+            return _panel_fragment(patients.get(prescription.patient_id), problem=str(exc))
         flash(str(exc), "error")
+    else:
+        if in_panel():
+            return _panel_fragment(patients.get(prescription.patient_id), notice="The draft was discarded.")
+        flash("The draft was discarded.", "success")
     return redirect(url_for("prescribing.patient_page", patient_id=prescription.patient_id))
+
+
+# The consultation side panel ------------------------------------------------------------------
+
+@bp.route("/patients/<int:patient_id>/prescribing/panel")
+@policy.staff(Role.CLINICIAN)
+def panel(patient_id: int):
+    """The Prescribing tab of the consultation side panel (also what the panel's "Back to the draft" loads)."""
+    patient = _own_patient_as_clinician(patient_id)
+    appointment_id = parse.int_or_none(request.args.get("appointment_id"))
+    if appointment_id is not None:
+        appointment = scheduling.get(appointment_id)
+        if appointment is None or appointment.patient_id != patient.id:
+            abort(404)
+    patients.record_read(patient, section="prescribing (consultation)" if appointment_id else "prescribing")
+    values, editing = _builder_request(patient)
+    return _panel_fragment(patient, values=values, editing=editing)
+
+
+def _panel_fragment(patient, *, review=None, notice: str | None = None, problem: str | None = None,
+                    signed=None, refusal: str | None = None, needs_code: bool | None = None,
+                    code_error: str | None = None, **builder):
+    """The panel: the plan and MDT status, then either the formulary search and the builder, or (`review`,
+    a draft) review-and-sign, with the step-up code field when the second factor is not fresh.
+
+    Answered with 200 even for a refusal: htmx swaps only successful responses, and the panel is where
+    the clinician must read it."""
+    context = {**_status_context(patient), "notice": notice, "problem": problem, "signed": signed}
+    if review is not None:
+        context.update(review=review, refusal=refusal, code_error=code_error, token=secrets.token_urlsafe(24),
+                       review_check=services.check(patient, current_user, review, None),
+                       needs_code=not policy.second_factor_fresh() if needs_code is None else needs_code,
+                       paper=prescribing_config.paper_original())
+    else:
+        context.update(_builder_context(patient, panel=True, **builder))
+    return render_template("prescribing/_panel.html", **context)
+
+
+def _attempt_failed(_response) -> bool:
+    return bool(g.get("attempt_failed"))
+
+
+def _user_key() -> str:
+    """The same key (and scope) as the step-up page's limit: codes tried in the panel count with those."""
+    return f"second-factor:{current_user.get_id() if current_user.is_authenticated else request.remote_addr}"
+
+
+def step_up_in_panel(view):
+    """Review and signing from the side panel take the step-up code in the panel itself.
+
+    The view's rule stays `step_up=True`; for a panel request without a fresh second factor this checks the
+    code posted with the form (as auth.step_up does) before the rule is enforced, or answers the review with
+    the code field. Leaving it to the rule would redirect to the step-up page, which htmx would swap into
+    the panel, and whose form would then take the call page, and the video, away."""
+    @functools.wraps(view)
+    def guarded(prescription_id: int):
+        if not (in_panel() and current_user.is_authenticated and current_user.role is Role.CLINICIAN
+                and policy.second_factor_passed() and not policy.second_factor_fresh()):
+            return view(prescription_id)  # the rule decides, as for any other request
+        prescription = _own_prescription(prescription_id)
+        patient = patients.get(prescription.patient_id)
+        if prescription.status != S.DRAFT:
+            return _panel_fragment(patient, notice="This prescription is no longer a draft.")
+        if request.method != "POST":
+            return _panel_fragment(patient, review=prescription, needs_code=True)
+        if "code" not in request.form:
+            return _panel_fragment(patient, review=prescription, needs_code=True,
+                                   code_error="Your security code was entered more than a few minutes ago: "
+                                              "enter a new one to sign.")
+        code = parse.text(request.form, "code", 20)
+        if not code:
+            return _panel_fragment(patient, review=prescription, needs_code=True,
+                                   code_error="Enter the 6-digit code from your authenticator app.")
+        if not accounts.verify_totp(current_user, code, step_up=True):
+            g.attempt_failed = True
+            return _panel_fragment(patient, review=prescription, needs_code=True,
+                                   code_error="That code is not right or has already been used. Wait for the "
+                                              "next code and try again.")
+        session["mfa_at"] = time.time()  # what auth.step_up records: the second factor is fresh again
+        return view(prescription_id)
+
+    return guarded
 
 
 # Treatment plan and MDT -----------------------------------------------------------------------
@@ -323,12 +438,17 @@ def _user(user_id):
 # Signing --------------------------------------------------------------------------------------
 
 @bp.route("/prescriptions/<int:prescription_id>/sign", methods=["GET"])
+@step_up_in_panel
 @policy.staff(Role.CLINICIAN, step_up=True)
 def sign_confirm(prescription_id: int):
     prescription = _own_prescription(prescription_id)
+    patient = patients.get(prescription.patient_id)
+    if in_panel():
+        if prescription.status != S.DRAFT:
+            return _panel_fragment(patient, notice="This prescription is no longer a draft.")
+        return _panel_fragment(patient, review=prescription)
     if prescription.status != S.DRAFT:
         return redirect(url_for("prescribing.prescription", prescription_id=prescription.id))
-    patient = patients.get(prescription.patient_id)
     result = services.check(patient, current_user, prescription, None)
     return render_template("prescribing/sign.html", prescription=prescription, patient=patient,
                            user=patients.user_of(patient), check=result, token=secrets.token_urlsafe(24),
@@ -336,6 +456,8 @@ def sign_confirm(prescription_id: int):
 
 
 @bp.route("/prescriptions/<int:prescription_id>/sign", methods=["POST"])
+@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_attempt_failed, scope="step-up")
+@step_up_in_panel
 @policy.staff(Role.CLINICIAN, step_up=True)
 def sign(prescription_id: int):
     prescription = _own_prescription(prescription_id)
@@ -347,11 +469,18 @@ def sign(prescription_id: int):
     try:
         outcome = services.sign(prescription, current_user, token=token, revision=revision)
     except services.SigningError as exc:
+        if in_panel():
+            return _panel_fragment(patient, review=prescription, refusal=str(exc)) \
+                if prescription.status == S.DRAFT else _panel_fragment(patient, problem=str(exc))
         result = services.check(patient, current_user, prescription, None) \
             if prescription.status == S.DRAFT else None
         return render_template("prescribing/sign.html", prescription=prescription, patient=patient,
                                user=patients.user_of(patient), check=result, token=secrets.token_urlsafe(24),
                                refusal=str(exc), paper=prescribing_config.paper_original()), 409
+    if in_panel():
+        return _panel_fragment(patient, signed=outcome.prescription, notice=(
+            "This prescription was already signed (the form was sent twice)." if outcome.repeated
+            else "Prescription signed."))
     if outcome.repeated:
         flash("This prescription was already signed (the form was sent twice): here it is.", "info")
     else:

@@ -20,7 +20,6 @@ from app.audit import services as audit
 from app.auth.models import Role, User
 from app.database import transaction, utcnow
 from app.extensions import db
-from app.outbox import services as outbox
 from app.patients import services as patients
 from app.patients.checklist import Step, StepStatus
 from app.patients.models import Patient
@@ -296,6 +295,23 @@ def prescriptions_for_patient(patient: Patient, *, include_drafts: bool = False)
     return list(db.session.scalars(query))
 
 
+def by_status(statuses, *, pharmacy_id: int | None = None, answered_by: User | None = None,
+              limit: int = 500) -> list[Prescription]:
+    """Signed prescriptions in the given states, longest in their state first: the pharmacy's queue, the
+    pipeline board, a prescriber's alerts (`answered_by`: they wrote it or are the patient's clinician)."""
+    from app.patients.models import Patient as PatientModel
+
+    query = sa.select(Prescription).where(Prescription.status.in_([str(getattr(s, "value", s)) for s in statuses]),
+                                          Prescription.signed_at.is_not(None)) \
+        .order_by(Prescription.status_changed_at, Prescription.id).limit(limit)
+    if pharmacy_id is not None:
+        query = query.where(Prescription.pharmacy_id == pharmacy_id)
+    if answered_by is not None:
+        query = query.where(sa.or_(Prescription.prescriber_id == answered_by.id, Prescription.patient_id.in_(
+            sa.select(PatientModel.id).where(PatientModel.clinician_id == answered_by.id))))
+    return list(db.session.scalars(query))
+
+
 def live_prescription(patient: Patient) -> Prescription | None:
     open_states = [s.value for s in states.LIVE - {S.DELIVERED}]
     return db.session.scalar(sa.select(Prescription).where(
@@ -354,11 +370,11 @@ def request_repeat(patient: Patient, prescription: Prescription, note: str) -> R
         audit.record("prescription.repeat_requested", subject=("repeat_request", request.id), patient_id=patient.id,
                      detail={"prescription": prescription.public_id})
         if patient.clinician_id:
-            clinician = db.session.get(User, patient.clinician_id)
-            from app import mail
+            from app.notifications import services as notifications
 
-            mail.queue(clinician.email, "There is an update in your Verity account", "prescription_update",
-                       key=f"repeat_request:{request.id}:clinician")
+            notifications.notify(patient.clinician_id, "prescriber.repeat_requested",
+                                 key=f"repeat_request:{request.id}:clinician",
+                                 link=notifications.link_to("prescribing.repeat_queue"), context={"note": note})
     return request
 
 
@@ -413,26 +429,18 @@ def decline_repeat(request: RepeatRequest, clinician: User, note: str) -> Repeat
         request.status, request.decided_by_id, request.decided_at = "declined", clinician.id, utcnow()
         request.decision_note = note[:1000]
         audit.record("prescription.repeat_declined", subject=("repeat_request", request.id), patient_id=patient.id)
-        from app import mail
+        from app.notifications import services as notifications
 
-        mail.queue(patients.user_of(patient).email, "There is an update in your Verity account",
-                   "prescription_update", key=f"repeat_request:{request.id}:declined")
+        notifications.notify(patient, "prescription.repeat_declined", key=f"repeat_request:{request.id}:declined",
+                             link=notifications.link_to("prescribing.my_prescriptions"),
+                             context={"note": request.decision_note})
     return request
 
 
 # The pharmacy message and the worker ----------------------------------------------------------
-
-@outbox.handler(notifications.PHARMACY_KIND)
-def _deliver_to_pharmacy(message, payload: dict[str, Any]) -> None:
-    """Verity's own pharmacy portal (the default) reads prescriptions from the database: delivering
-    the "signed" message means marking the prescription transmitted. The pharmacy issue registers
-    its own handler for this kind to deliver to API pharmacies, applying TRANSMITTED when they acknowledge."""
-    if payload.get("event") != "signed":
-        return  # cancellations, postings: the portal shows them from the record
-    prescription = get(int(payload["prescription_id"]))
-    if prescription is None or states.state_of(prescription) is not S.SIGNED:
-        return  # already moved on (or cancelled before delivery): nothing to do, idempotently
-    states.apply(prescription, S.TRANSMITTED, actor_role=states.SYSTEM, detail={"channel": "portal"})
+# The "pharmacy.prescription" outbox messages (notifications.PHARMACY_KIND) are delivered by the
+# pharmacy domain (app/pharmacy/delivery.py): portal pharmacies' prescriptions become transmitted,
+# API pharmacies are pushed a signed webhook and acknowledge it.
 
 
 def _register_worker_jobs() -> None:

@@ -1,4 +1,5 @@
-"""What the patient receives: an email per booking, change, cancellation and reminder, with an .ics file.
+"""What the patient is told: a notice per booking, change, cancellation, reminder and waiting-list offer,
+through app.notifications (in the portal, and by email with an .ics file as the patient chose).
 
 Emails say when and with whom, and link to the appointment page; nothing clinical (not even the kind
 of consultation). They are queued in the caller's transaction through the outbox, under keys that make
@@ -18,9 +19,10 @@ from app import mail
 from app.auth.models import User
 from app.database import utcnow
 from app.extensions import db
+from app.notifications import services as notifications
 from app.patients import services as patients
 from app.scheduling import display, settings
-from app.scheduling.models import Appointment, WaitlistOffer
+from app.scheduling.models import Appointment, WaitlistEntry, WaitlistOffer
 
 REQUEST, CANCEL = "REQUEST", "CANCEL"
 
@@ -76,8 +78,7 @@ def calendar(appointment: Appointment, *, method: str, attendee: str) -> bytes:
     return cal.to_ical()
 
 
-def _send(appointment: Appointment, *, template: str, subject: str, key: str, method: str | None,
-          **context) -> None:
+def _send(appointment: Appointment, *, event: str, key: str, method: str | None, **context) -> None:
     patient = patients.get(appointment.patient_id)
     to = patients.user_of(patient).email
     zone = settings.clinic_zone()
@@ -85,40 +86,40 @@ def _send(appointment: Appointment, *, template: str, subject: str, key: str, me
     if method:
         attachments = (mail.Attachment("consultation.ics", f"text/calendar; method={method}",
                                        calendar(appointment, method=method, attendee=to)),)
-    mail.queue(to, subject, template, key, attachments=attachments,
-               when=display.when(appointment.starts_at, zone), zone=display.zone_label(zone),
-               clinician=clinician_name(appointment.clinician_id), link=appointment_url(appointment), **context)
+    notifications.notify(patient, event, key=key, link=appointment_url(appointment), attachments=attachments,
+                         context={"when": display.when(appointment.starts_at, zone), "zone": display.zone_label(zone),
+                                  "clinician": clinician_name(appointment.clinician_id), **context})
 
 
 def booked(appointment: Appointment) -> None:
-    _send(appointment, template="appointment_booked", subject="Your consultation is booked",
-          key=f"appointment:{appointment.id}:booked", method=REQUEST)
+    _send(appointment, event="booking.made", key=f"appointment:{appointment.id}:booked", method=REQUEST)
 
 
 def rescheduled(appointment: Appointment) -> None:
-    _send(appointment, template="appointment_updated", subject="Your consultation has moved",
-          key=f"appointment:{appointment.id}:update:{appointment.sequence}", method=REQUEST)
+    _send(appointment, event="booking.changed", key=f"appointment:{appointment.id}:update:{appointment.sequence}",
+          method=REQUEST)
 
 
 def cancelled(appointment: Appointment) -> None:
-    _send(appointment, template="appointment_cancelled", subject="Your consultation is cancelled",
-          key=f"appointment:{appointment.id}:cancelled", method=CANCEL, book_link=external_url("scheduling.book"))
+    _send(appointment, event="booking.cancelled", key=f"appointment:{appointment.id}:cancelled", method=CANCEL,
+          book_link=external_url("scheduling.book"))
 
 
 def reminder(appointment: Appointment, minutes_before: int) -> None:
-    label = display.duration(minutes_before)
-    _send(appointment, template="appointment_reminder", subject=f"Reminder: your consultation is in {label}",
+    _send(appointment, event="booking.reminder",
           key=f"appointment:{appointment.id}:reminder:{_tag(minutes_before)}:{appointment.starts_at.isoformat()}",
-          method=None, ahead=label)
+          method=None, ahead=display.duration(minutes_before))
 
 
-def offer(offer: WaitlistOffer, patient_email: str) -> None:
+def offer(offer: WaitlistOffer, patient_email: str | None = None) -> None:
+    """`patient_email` is not needed any more (the offer's waiting-list entry names the patient)."""
     zone = settings.clinic_zone()
-    mail.queue(patient_email, "An earlier consultation time is available", "appointment_offer",
-               key=f"waitlist-offer:{offer.id}",
-               when=display.when(offer.starts_at, zone), zone=display.zone_label(zone),
-               clinician=clinician_name(offer.clinician_id), until=display.when(offer.expires_at, zone),
-               link=external_url("scheduling.waitlist"))
+    patient = patients.get(db.session.get(WaitlistEntry, offer.entry_id).patient_id)
+    notifications.notify(patient, "booking.offer", key=f"waitlist-offer:{offer.id}",
+                         link=external_url("scheduling.waitlist"),
+                         context={"when": display.when(offer.starts_at, zone), "zone": display.zone_label(zone),
+                                  "clinician": clinician_name(offer.clinician_id),
+                                  "until": display.when(offer.expires_at, zone)})
 
 
 def _tag(minutes: int) -> str:

@@ -75,6 +75,8 @@ EXPECTED = {
     # The live check of an empty line answers the draft's current blocking reasons.
     "prescribing.check": ("POST", OWN_PATIENT, table(ok=(CLIN,), forbidden=NOT_CLIN)),
     "prescribing.add_item": ("POST", OWN_PATIENT, table(bad_request=(CLIN,), forbidden=NOT_CLIN)),
+    # The consultation side panel's Prescribing tab: the patient's own clinician only.
+    "prescribing.panel": ("GET", OWN_PATIENT, table(ok=(CLIN,), forbidden=NOT_CLIN)),
     # An unknown item: the builder says so (flash) and goes back.
     "prescribing.remove_item": ("POST", {**DRAFT, "item_id": _missing}, table(redirect=(CLIN,), forbidden=NOT_CLIN)),
     "prescribing.discard": ("POST", {"prescription_id": _get("spare")}, table(redirect=(CLIN,), forbidden=NOT_CLIN)),

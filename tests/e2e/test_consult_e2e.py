@@ -26,11 +26,10 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from bench.consult import CallServer, LoopbackNamespace, NamespaceUnavailable, call_server, make_pairs
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ConsoleLog
+from tests.e2e.people import DEMO_CLINICIAN, DEMO_PATIENT
 
 pytestmark = pytest.mark.e2e
 
-DEMO_PATIENT = ("patient@demo.example.com", "VerityDemo-Patient1")
-DEMO_CLINICIAN = ("clinician@demo.example.com", "VerityDemo-Clinician1", "VERITYDEMOCLINICIANSECRETAAAAAAA")
 MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
               "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"]
 

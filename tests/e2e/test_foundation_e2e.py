@@ -16,10 +16,10 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.e2e.people import DEMO_ADMIN, DEMO_CLINICIAN
+
 pytestmark = pytest.mark.e2e
 
-DEMO_CLINICIAN = ("clinician@demo.example.com", "VerityDemo-Clinician1", "VERITYDEMOCLINICIANSECRETAAAAAAA")
-DEMO_ADMIN = ("admin@demo.example.com", "VerityDemo-Admin1", "VERITYDEMOADMINSECRETAAAAAAAAAAA")
 PASSWORD = "lantern-orchard-pebble-9"
 AUDIT_PAGE = 50  # rows per page of the audit trail (app/audit/routes.py)
 

@@ -34,23 +34,20 @@ import base64
 import datetime as dt
 import io
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pyotp
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, expect
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ConsoleLog
+from tests.e2e.people import DEMO_ADMIN, DEMO_RECEPTION, staff_signs_in
 from tests.test_documents_files import big_pdf
 
 pytestmark = pytest.mark.e2e
 
-DEMO_RECEPTION = ("reception@demo.example.com", "VerityDemo-Reception1", "VERITYDEMORECEPTIONSECRETAAAAAAA")
-DEMO_ADMIN = ("admin@demo.example.com", "VerityDemo-Admin1", "VERITYDEMOADMINSECRETAAAAAAAAAAA")
 PASSWORD = "meadow-kettle-granite-4"
 FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 PHONE = {"viewport": {"width": 375, "height": 812}, "is_mobile": True, "has_touch": True}
@@ -118,37 +115,6 @@ def open_context(base_url: str) -> Iterator[Callable[..., BrowserContext]]:
     for context in opened:
         context.close()
     console.check()
-
-
-def sign_in(tab: Page, email: str, password: str) -> None:
-    tab.goto("/login")
-    tab.get_by_label("Email address").fill(email)
-    tab.get_by_label("Password", exact=True).fill(password)
-    tab.get_by_role("button", name="Sign in", exact=True).click()
-    tab.wait_for_load_state()
-
-
-def staff_signs_in(tab: Page, account: tuple[str, str, str]) -> None:
-    """Sign a demo staff account in with its TOTP code. The app takes each 30-second step's code once,
-    and accepts the previous step's code too (clock drift). Other tests in the session sign the same
-    demo accounts in with the current code, so this types the oldest code first and leaves the newer
-    ones unused: the previous step's, then the current one, then (like a person whose code was refused)
-    the next one when it comes."""
-    email, password, secret = account
-    sign_in(tab, email, password)
-    deadline = time.monotonic() + 70
-    candidate = int(time.time() // 30) - 1
-    while True:
-        expect(tab.get_by_role("heading", name="Enter your security code")).to_be_visible()
-        tab.locator("#totp-code").fill(pyotp.TOTP(secret).at(candidate * 30))
-        tab.get_by_role("button", name="Continue").click()
-        tab.wait_for_load_state()
-        if "/auth/two-factor" not in tab.url:
-            return
-        assert time.monotonic() < deadline, "no TOTP code was accepted"
-        candidate += 1
-        while int(time.time() // 30) < candidate:  # never a code from the future
-            time.sleep(0.2)
 
 
 def register(tab: Page, name: str, email: str) -> None:

@@ -1,53 +1,34 @@
-"""Prescribing, as people use it: the clinician searches the formulary, builds a prescription that is
-refused for exceeding the quota, fixes it and signs it; the patient sees it issued.
+"""Prescribing, as people use it (issue 7): during a demo consultation the clinician searches the formulary,
+builds a prescription that is first refused for exceeding the quota, fixes it, signs it with a TOTP code,
+and the patient sees "Prescription issued" on their dashboard.
 
-The consultation page does not exist yet, so the builder is driven from the patient's prescribing page
-(/patients/<id>/prescribing), where the same htmx fragments will sit in the consultation side panel.
-The clinician's step-up is the TOTP code entered at sign-in (fresh for 5 minutes); the step-up page
-itself, with wrong and reused codes, is covered in tests/test_prescribing_web.py.
+All of it happens in the Prescribing tab of the call page's side panel: the page never navigates (that would
+drop the video). The clinician opens the call page without the patient connected, in a Chromium of its own
+with a fake camera and microphone, as the call page asks for them. The step-up that signing needs is the TOTP
+code the clinician entered a minute earlier at sign-in (fresh for 5 minutes); the panel's own code field,
+when it is stale, and wrong or reused codes are covered in tests/test_prescribing_panel.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-import time
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable, Iterator
 
-import pyotp
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, ConsoleLog
+from tests.e2e.people import clinician_signs_in, sign_in
+from tests.e2e.test_consult_e2e import MEDIA_ARGS
+from tests.e2e.test_scheduling_e2e import MAKE_PATIENT
 
 pytestmark = pytest.mark.e2e
 
-DEMO_CLINICIAN = ("clinician@demo.example.com", "VerityDemo-Clinician1", "VERITYDEMOCLINICIANSECRETAAAAAAA")
 PASSWORD = "lantern-orchard-pebble-9"
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_load_state()
-
-
-def clinician_signs_in(page: Page) -> None:
-    """The demo clinician's code of this 30-second step may already have been used by another test:
-    then, like a person, wait for the next code."""
-    email, password, secret = DEMO_CLINICIAN
-    sign_in(page, email, password)
-    deadline = time.monotonic() + 70
-    while True:
-        expect(page.get_by_role("heading", name="Enter your security code")).to_be_visible()
-        step = int(time.time() // 30)
-        page.locator("#totp-code").fill(pyotp.TOTP(secret).at(step * 30))
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_load_state()
-        if "/auth/two-factor" not in page.url:
-            return
-        assert time.monotonic() < deadline, "no fresh TOTP step was accepted"
-        while int(time.time() // 30) <= step:
-            time.sleep(0.2)
 
 
 def register_patient(page: Page, name: str, email: str) -> None:
@@ -64,90 +45,125 @@ def register_patient(page: Page, name: str, email: str) -> None:
     page.get_by_role("button", name="Sign out").click()
 
 
-def test_a_clinician_builds_a_prescription_refused_for_quota_fixes_it_and_signs_it(browser, base_url, flask_cli):
+def book_demo_call(flask_cli: Callable[..., subprocess.CompletedProcess], patient_email: str | None = None) -> int:
+    """A consultation of the demo clinician starting in a few minutes (`flask consult demo-call`); its id."""
+    args = ("--patient", patient_email) if patient_email else ()
+    return int(flask_cli("consult", "demo-call", *args).stdout.split()[0])
+
+
+@contextlib.contextmanager
+def call_page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """A desktop page for the clinician's seat of a call: a Chromium with a fake camera and microphone (the
+    call page asks for them as it opens), its console watched for CSP violations and uncaught errors."""
+    media = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + MEDIA_ARGS)
+    console = ConsoleLog()
+    try:
+        context = media.new_context(base_url=base_url, viewport={"width": 1280, "height": 900},
+                                    permissions=["camera", "microphone"])
+        context.set_default_timeout(15_000)
+        context.on("page", console.watch)
+        yield context.new_page()
+        context.close()
+    finally:
+        media.close()
+    console.check()
+
+
+def test_during_a_consultation_the_clinician_prescribes_from_the_side_panel_and_the_patient_sees_it(
+        browser, base_url, live_server, flask_cli):
     name = f"Morgan Vale{uuid.uuid4().hex[:4]}"
     email = f"morgan.{uuid.uuid4().hex[:8]}@example.com"
-    patient_context = browser.new_context(base_url=base_url, viewport={"width": 375, "height": 812}, is_mobile=True,
-                                          has_touch=True)
-    patient_page = patient_context.new_page()
-    register_patient(patient_page, name, email)
-    # The onboarding steps (identity, address, pharmacy consent), the plan and the MDT approval, made for the demo.
+    # Intake and identity done; then the pharmacy, its consent, the plan and the MDT approval made for the demo.
+    subprocess.run([sys.executable, "-c", MAKE_PATIENT, email, PASSWORD, name], cwd=REPO, env=live_server.env,
+                   check=True, capture_output=True, timeout=60)
     flask_cli("prescribing", "demo", "--patient-email", email)
+    appointment = book_demo_call(flask_cli, email)
 
-    clinician_context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
-    page = clinician_context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if "Refused to" in m.text or "Content Security" in m.text
-            else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    clinician_signs_in(page)
-    page.goto("/staff")
-    page.get_by_label("Find a patient").fill(name)
-    page.get_by_role("button", name="Search").click()
-    page.get_by_role("link", name=name).click()
-    expect(page).to_have_url(re.compile(r"/patients/\d+$"))
-    page.goto(page.url + "/prescribing")
-    expect(page.get_by_role("heading", name=name)).to_be_visible()
-    expect(page.locator("#mdt-status")).to_contain_text("Approved")
+    with call_page(browser, base_url) as page:
+        clinician_signs_in(page)
+        page.goto(f"/consult/{appointment}")
+        expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+        call_url = page.url
+        navigations: list[str] = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
 
-    # Search the formulary: flower with at least 20% THC.
-    page.get_by_label("Product or manufacturer").fill("Verdant")
-    page.get_by_label("Form").select_option("dried_flower")
-    page.get_by_label("THC from").fill("20")
-    results = page.locator("#formulary-search-results")
-    expect(results).to_contain_text("Verdant T22 Flower")
-    expect(results).not_to_contain_text("Verdant T18 Flower")
-    expect(results).to_contain_text("Stock unknown")
-    results.get_by_role("link", name="Prescribe Verdant T22 Flower").click()
-    expect(page.locator("#product_id option:checked")).to_contain_text("Verdant T22 Flower")
+        page.locator("#panel").get_by_role("button", name="Prescribing").click()
+        panel = page.locator("#prescribing-slot")
+        expect(panel.locator("#mdt-status")).to_contain_text("Approved")
+        expect(panel.locator("#prescribing-plan")).to_contain_text("Chronic pain")
 
-    # 40 g is over the 30 g quota: the live check says so as the quantity is typed.
-    page.wait_for_load_state("load")
-    page.get_by_label("Total quantity").fill("40")
-    page.get_by_label("Days of supply").fill("30")
-    page.get_by_label("Dose").fill("Vaporise 0.1 g up to ten times a day")
-    checks = page.locator("#prescription-checks")
-    expect(checks).to_contain_text("40 (forty) grams")
-    expect(checks).to_contain_text("Quota exceeded")
-    page.get_by_role("button", name="Add to prescription").click()
-    expect(page.locator("#draft-items")).to_contain_text("40 (forty) grams")
-    page.get_by_role("link", name="Review and sign").click()
-    expect(page.get_by_role("heading", name="Review and sign the prescription")).to_be_visible()
-    expect(page.locator("#blocking-reasons")).to_contain_text("Quota exceeded")
-    expect(page.get_by_role("button", name="Sign prescription")).to_have_count(0)
+        # Search the formulary: flower with at least 20% THC, with the stock at the patient's pharmacy.
+        panel.get_by_label("Product or manufacturer").fill("Verdant")
+        panel.get_by_label("Form", exact=True).select_option("dried_flower")
+        panel.get_by_label("THC from").fill("20")
+        panel.get_by_label("THC from").press("Tab")
+        results = panel.locator("#formulary-search-results")
+        expect(results).to_contain_text("Verdant T22 Flower")
+        expect(results).not_to_contain_text("Verdant T18 Flower")
+        row = results.locator("tr", has_text="Verdant T22 Flower")
+        expect(row).to_contain_text(re.compile(r"In stock \(\d+ packs?\)"))
+        expect(row).to_contain_text(re.compile(r"updated \d+ \w+ \d\d:\d\d UTC"))
+        results.get_by_role("link", name="Prescribe Verdant T22 Flower").click()
+        expect(panel.locator("#product_id option:checked")).to_contain_text("Verdant T22 Flower")
 
-    # Fix it: 30 g.
-    page.get_by_role("link", name="Change the prescription").click()
-    page.get_by_role("link", name="Change Verdant T22 Flower").click()
-    expect(page.get_by_role("heading", name="Change item 1")).to_be_visible()
-    page.wait_for_load_state("load")  # htmx (a deferred script) listens before we type
-    page.get_by_label("Total quantity").fill("30")
-    expect(checks).to_contain_text("30 (thirty) grams")
-    expect(checks).to_contain_text("Ready to sign")
-    page.get_by_role("button", name="Save changes").click()
-    expect(page.locator("#draft-items")).to_contain_text("30 (thirty) grams")
-    page.get_by_role("link", name="Review and sign").click()
-    expect(page.locator("#sign-items")).to_contain_text("30 (thirty) grams")
-    page.get_by_role("button", name="Sign prescription").click()
+        # 40 g is over the 30 g quota: the live check says so as the line is typed.
+        page.wait_for_load_state("load")
+        checks = panel.locator("#prescription-checks")
+        for label, value in (("Total quantity", "40"), ("Days of supply", "30"),
+                             ("Dose", "Vaporise 0.1 g up to ten times a day")):
+            panel.get_by_label(label, exact=True).fill(value)
+            panel.get_by_label(label, exact=True).press("Tab")
+        expect(checks).to_contain_text("40 (forty) grams")
+        expect(checks).to_contain_text("Quota exceeded")
+        panel.get_by_role("button", name="Add to prescription").click()
+        expect(panel.locator("#prescribing-notice")).to_contain_text("Item saved to the draft prescription.")
+        expect(panel.locator("#draft-items")).to_contain_text("40 (forty) grams")
+        expect(results).to_contain_text("Verdant T22 Flower")  # the search is still there for a second product
 
-    expect(page.get_by_text("Prescription signed.")).to_be_visible()
-    expect(page.locator("#prescription-status")).to_contain_text("Signed")
-    expect(page.get_by_role("link", name="Print the FP10PCD for your ink signature")).to_be_visible()
-    verify_path = page.get_by_role("link", name="Verification page").get_attribute("href")
-    assert not errors, errors
-    clinician_context.close()
+        # Review and sign refuses it: the reason, and no way to sign.
+        panel.get_by_role("link", name="Review and sign").click()
+        expect(panel.get_by_role("heading", name="Review and sign the prescription")).to_be_visible()
+        expect(panel.locator("#blocking-reasons")).to_contain_text("Quota exceeded")
+        expect(panel.get_by_role("button", name="Sign prescription")).to_have_count(0)
 
-    # The patient sees it issued.
-    sign_in(patient_page, email, PASSWORD)
-    patient_page.goto("/my/prescriptions")
-    expect(patient_page.get_by_role("heading", name=re.compile("Prescription issued"))).to_be_visible()
-    expect(patient_page.get_by_text("30 (thirty) grams", exact=False)).to_be_visible()
-    assert patient_page.evaluate("document.documentElement.scrollWidth") <= 375
-    # A pharmacist scanning the QR code on a phone, not signed in: genuine and valid, nothing about the patient.
-    patient_page.get_by_role("button", name="Sign out").click()
-    patient_page.goto(verify_path)
-    expect(patient_page.locator("#verdict-authentic")).to_have_text("Authentic")
-    expect(patient_page.locator("#verdict-status")).to_contain_text("valid")
-    expect(patient_page.locator("body")).not_to_contain_text(name)
-    assert patient_page.evaluate("document.documentElement.scrollWidth") <= 375
-    patient_context.close()
+        # Fix it: 30 g.
+        panel.get_by_role("link", name="Change the prescription").click()
+        panel.get_by_role("link", name="Change Verdant T22 Flower").click()
+        expect(panel.get_by_role("heading", name="Change item 1")).to_be_visible()
+        page.wait_for_load_state("load")
+        panel.get_by_label("Total quantity").fill("30")
+        panel.get_by_label("Total quantity").press("Tab")  # leaving the field is a change too, as a person does
+        expect(checks).to_contain_text("30 (thirty) grams")
+        expect(checks).to_contain_text("Ready to sign")
+        panel.get_by_role("button", name="Save changes").click()
+        expect(panel.locator("#draft-items")).to_contain_text("30 (thirty) grams")
+
+        # Sign: the second factor is the TOTP code given at sign-in, a minute ago.
+        panel.get_by_role("link", name="Review and sign").click()
+        expect(panel.locator("#sign-items")).to_contain_text("30 (thirty) grams")
+        panel.get_by_role("button", name="Sign prescription").click()
+        expect(panel.locator("#prescribing-notice")).to_have_text("Prescription signed.")
+        expect(panel.locator("#prescription-signed")).to_contain_text("30 (thirty) grams")
+        expect(panel.get_by_role("link", name=re.compile("Print the FP10PCD"))).to_have_attribute("target", "_blank")
+
+        # The call page never went anywhere.
+        assert page.url == call_url and not navigations, navigations
+        expect(page.locator("#remote-video")).to_be_attached()
+
+    # The patient sees it issued, on a phone.
+    phone_context = browser.new_context(base_url=base_url, viewport={"width": 375, "height": 812}, is_mobile=True,
+                                        has_touch=True)
+    phone_context.set_default_timeout(15_000)
+    console = ConsoleLog()
+    phone_context.on("page", console.watch)
+    phone = phone_context.new_page()
+    sign_in(phone, email, PASSWORD)
+    phone.goto("/")
+    step = phone.locator("#checklist").get_by_role("link", name="Prescription issued")
+    expect(step).to_be_visible()
+    step.click()
+    expect(phone.get_by_role("heading", name=re.compile("Prescription issued"))).to_be_visible()
+    expect(phone.get_by_text("30 (thirty) grams", exact=False)).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    phone_context.close()
+    console.check()

@@ -14,15 +14,14 @@ import time
 import uuid
 
 import icalendar
-import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import REPO, ConsoleLog
+from tests.e2e.people import reception_signs_in, sign_in
 
 pytestmark = pytest.mark.e2e
 
-DEMO_RECEPTION = ("reception@demo.example.com", "VerityDemo-Reception1", "VERITYDEMORECEPTIONSECRETAAAAAAA")
 PASSWORD = "harbour-lantern-copper-7"
 MAIL_DEADLINE = 30.0
 
@@ -43,23 +42,6 @@ with app.app_context():
     details.update(patient, "booking", {"address_line1": "4 Quay Street", "town": "Bristol",
                                         "postcode": "BS1 4DJ", "phone": "07700 900456"})
 """
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_load_state()
-
-
-def reception_signs_in(page: Page) -> None:
-    email, password, secret = DEMO_RECEPTION
-    sign_in(page, email, password)
-    expect(page.get_by_role("heading", name="Enter your security code")).to_be_visible()
-    page.locator("#totp-code").fill(pyotp.TOTP(secret).now())
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_load_state()
 
 
 def wait_for_mail(smtp_server, to: str, subject: str, count: int = 1):
