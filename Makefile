@@ -9,10 +9,11 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test bench lint assets browser-deps clean help
+.PHONY: run run-prod test bench lint assets browser-deps clean help
 
 help:
 	@echo "make run    - set up and serve Verity with demo data on http://$(HOST):$(PORT)"
+	@echo "make run-prod - the production layout from the environment (docs/deploy.md)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make bench  - run the benchmarks and print a table"
 	@echo "make lint   - ruff"
@@ -43,17 +44,23 @@ run: $(VENV)/.runtime instance/verity.env
 	$(BIN)/flask --app wsgi demo load >/dev/null && \
 	$(BIN)/flask --app wsgi serve --host $(HOST) --port $(PORT)
 
+# Production: web, signaling and background workers from the environment (bin/run-prod, docs/deploy.md).
+run-prod: $(VENV)/.runtime
+	$(BIN)/python bin/run-prod
+
 browser-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v pdfsig >/dev/null || missing="$$missing poppler-utils"; \
 	command -v certutil >/dev/null || missing="$$missing libnss3-tools"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "Installing$$missing from Debian's packages"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "The end-to-end tests need Debian's packages:$$missing. Install them with:"; \
+	    echo "The end-to-end and deployment tests need Debian's packages:$$missing. Install them with:"; \
 	    echo "  sudo apt-get install$$missing"; exit 1; \
 	  fi; \
 	fi
@@ -67,7 +74,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check app signaling tests bench migrations
+	$(BIN)/ruff check app signaling tests bench migrations bin/run-prod
 
 assets:
 	app/static/src/build.sh

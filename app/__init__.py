@@ -11,7 +11,7 @@ from flask import Flask, g, request, session
 from flask_login import current_user, logout_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import crypto, errors, security
+from app import crypto, errors, observability, security, storage
 from app.config import CONFIGS
 from app.extensions import csrf, db, limiter, login_manager, migrate
 
@@ -32,10 +32,12 @@ def create_app(config: str | dict[str, Any] | None = None) -> Flask:
     app.config.from_object(CONFIGS[env])
     app.config.update(overrides)
     _check_secrets(app)
+    storage.check_config(app.config)  # VERITY_STORAGE and its settings, before anything is stored
 
     if app.config["PROXY_HOPS"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_HOPS"], x_proto=app.config["PROXY_HOPS"],
                                 x_host=app.config["PROXY_HOPS"])
+    observability.init_app(app)  # logging first; its request hooks before any other hook can answer
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
@@ -109,7 +111,8 @@ def _register_blueprints(app: Flask) -> None:
     import importlib
 
     domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
-               "admin", "audit", "prescribing", "consult", "pharmacy", "notifications", "messaging", "outcomes")
+               "admin", "audit", "prescribing", "consult", "pharmacy", "notifications", "messaging", "outcomes",
+               "observability")
     for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 

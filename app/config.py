@@ -27,7 +27,8 @@ class Config:
     #: 32-byte key (hex or urlsafe base64) for field and file encryption at rest (AES-GCM).
     DATA_KEY = os.environ.get("VERITY_DATA_KEY")
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'verity.db'}")
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a database error's message (which is logged) leaves out the statement's values.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     REDIS_URL = os.environ.get("REDIS_URL")
     INSTANCE_DIR = str(INSTANCE_DIR)
 
@@ -89,6 +90,34 @@ class Config:
     SMS_ADAPTER = os.environ.get("VERITY_SMS_ADAPTER", "log")
     MESSAGING_MAX_REQUEST_BYTES = _int("VERITY_MESSAGING_MAX_REQUEST_BYTES", 20 * 1024 * 1024)
 
+    # Audit protection and backups (app/db_roles.py, app/audit/checkpoints.py, app/backup.py): the PostgreSQL
+    # role the app connects as (granted by the migrations and `flask db roles`); how often the worker signs
+    # the chain head (0: never), with which key file and into which file (defaults under the instance
+    # folder's audit/); where `flask backup` writes; the folder of pg_dump/pg_restore (default: the PATH).
+    DB_APP_ROLE = os.environ.get("VERITY_DB_APP_ROLE")
+    AUDIT_CHECKPOINT_MINUTES = _int("VERITY_AUDIT_CHECKPOINT_MINUTES", 60)
+    AUDIT_CHECKPOINT_KEY = os.environ.get("VERITY_AUDIT_CHECKPOINT_KEY")
+    AUDIT_CHECKPOINT_FILE = os.environ.get("VERITY_AUDIT_CHECKPOINT_FILE")
+    BACKUP_DIR = os.environ.get("VERITY_BACKUP_DIR")
+    PG_BIN = os.environ.get("VERITY_PG_BIN")
+
+    # Document storage (app/storage.py): "local" (the instance folder, or a shared volume mounted there) or
+    # "s3" (a bucket of S3 or an S3-compatible server; credentials and region from the standard AWS_* variables).
+    STORAGE = os.environ.get("VERITY_STORAGE", "local")
+    S3_BUCKET = os.environ.get("VERITY_S3_BUCKET")
+    S3_ENDPOINT_URL = os.environ.get("VERITY_S3_ENDPOINT_URL")
+    S3_PREFIX = os.environ.get("VERITY_S3_PREFIX", "")
+
+    # Observability (app/observability): log lines as json or text; the bearer token /metrics wants (unset:
+    # /metrics answers 404); prometheus_client's multiprocess directory, shared by the web and signaling
+    # processes of a host; a worker's heartbeat interval, and how old the newest may be for /readyz (0: not checked).
+    LOG_FORMAT = os.environ.get("VERITY_LOG_FORMAT", "json")
+    LOG_LEVEL = os.environ.get("VERITY_LOG_LEVEL", "INFO")
+    METRICS_TOKEN = os.environ.get("VERITY_METRICS_TOKEN")
+    PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    WORKER_HEARTBEAT_SECONDS = float(os.environ.get("VERITY_WORKER_HEARTBEAT_SECONDS", "10"))
+    READY_WORKER_SECONDS = float(os.environ.get("VERITY_READY_WORKER_SECONDS", "60"))
+
     TESTING = False
 
 
@@ -114,6 +143,8 @@ for _key, _variable in DOMAIN_SETTINGS.items():
 class DevelopmentConfig(Config):
     """`make run`: demo data, local files, SQLite. Secrets fall back to per-instance files."""
 
+    LOG_FORMAT = os.environ.get("VERITY_LOG_FORMAT", "text")
+
 
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = _bool("VERITY_SECURE_COOKIES", True)
@@ -126,6 +157,7 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = "memory://"
     MAIL_SERVER = None
     BASE_URL = "http://localhost"
+    LOG_FORMAT = None  # pytest captures logging; tests that check our handler ask for one
 
 
 CONFIGS = {"development": DevelopmentConfig, "production": ProductionConfig, "test": TestConfig}

@@ -27,12 +27,16 @@ def serve(app: Flask, host: str, port: int, *, with_worker: bool = True, log_lev
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env=os.environ.copy())
     asgi = build(app)
+    # With our logging configured, uvicorn logs through it and leaves out its access log (which prints
+    # query strings); each request is logged once by app/observability/logs.py.
+    logging_options = {"log_config": None, "access_log": False} if app.config.get("LOG_FORMAT") else {}
     try:
         # Run in an empty context: the `flask` CLI has pushed an app context, and every request
         # thread would inherit it and share `g` and the database session across requests.
         contextvars.Context().run(
             uvicorn.run, asgi, host=host, port=port, log_level=log_level, lifespan="off",
-            ws="websockets-sansio", proxy_headers=bool(app.config["PROXY_HOPS"]), server_header=False)
+            ws="websockets-sansio", proxy_headers=bool(app.config["PROXY_HOPS"]), server_header=False,
+            **logging_options)
     finally:
         if worker is not None:
             worker.terminate()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from bench import audit_chain, booking, consult, outcomes, pharmacy, prescribing, serving, upload_memory
+from bench import audit_chain, booking, consult, load, outcomes, pharmacy, prescribing, serving, upload_memory
 from bench.common import RESULTS_DIR, Row, machine
 
 
@@ -37,6 +37,7 @@ AREAS: dict[str, Callable[..., Report]] = {
     "consult": consult.run,
     "pharmacy": pharmacy.run,
     "outcomes": outcomes.run,
+    "load": load.run,
 }
 
 COLUMNS = ("Area", "Target", "Layout / engine", "Throughput", "p50 ms", "p95 ms", "p99 ms", "Non-2xx/err", "Note")

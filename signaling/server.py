@@ -37,6 +37,7 @@ from flask import Flask
 
 from app.consult import services as consult
 from app.consult import settings
+from app.observability import metrics
 from signaling import messages, tokens
 from signaling.bridge import Bridge, actor_of
 from signaling.echo import EchoBusy, EchoPeers
@@ -161,10 +162,14 @@ def create_server(flask_app: Flask) -> socketio.AsyncServer:
             await sio.emit("presence", {"sid": sid, "seat": admission.seat, "name": admission.name,
                                         "state": consult.WAITING, "user_id": grant.user_id, "role": grant.role},
                            room=lobby_of(admission.appointment_id), skip_sid=sid)
+        metrics.connection_opened("/", sid)
+        log.info("call connection opened", extra={"appointment_id": admission.appointment_id,
+                                                   "seat": admission.seat, "user_id": grant.user_id or None})
 
     @sio.event
     async def disconnect(sid, reason=None):
         buckets.pop(sid, None)
+        metrics.connection_closed("/", sid)
         session = await sio.get_session(sid)
         if not session or "appointment" not in session:
             return
@@ -250,10 +255,12 @@ def create_server(flask_app: Flask) -> socketio.AsyncServer:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         if grant.role != "precall" or grant.room != consult.precall_room(grant.user_id):
             raise socketio.exceptions.ConnectionRefusedError("join token is not valid")
+        metrics.connection_opened(PRECALL, sid)
 
     @sio.on("disconnect", namespace=PRECALL)
     async def precall_disconnect(sid, reason=None):
         buckets.pop(sid, None)
+        metrics.connection_closed(PRECALL, sid)
         await echo.close(sid)
 
     @guarded("offer", messages.EchoOffer, namespace=PRECALL)

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template, request
 from wtforms.fields.choices import SelectChoice
 
 from app import policy
+from app.audit import checkpoints  # noqa: F401  (registers the worker's checkpoint job)
 from app.audit import services as audit
 from app.audit.forms import AuditFilterForm
 from app.auth import services as accounts

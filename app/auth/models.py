@@ -38,8 +38,9 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     full_name: Mapped[str] = mapped_column(sa.String(200))
+    #: Indexed: staff lists by role stay cheap among many patients.
     role: Mapped[Role] = mapped_column(
-        sa.Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]))
+        sa.Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]), index=True)
     #: False once an admin disables the account; a disabled user cannot sign in.
     active: Mapped[bool] = mapped_column(default=True)
     #: Created by the demo loader; the server refuses to start outside demo mode while any exist.

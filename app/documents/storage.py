@@ -1,92 +1,51 @@
-"""Where document files live: one small interface, with local disk as the embedded default.
+"""Where document files live: the app's object store (app/storage.py), and two work areas on local disk.
 
 The store holds only ciphertext (see encryption.py) under opaque keys; it knows nothing of
-patients. An S3-compatible store implements the same three methods (a multipart upload for
-`put`, a streaming GET body for `open`), so the services never change.
+patients. It is local disk under the instance folder by default, or an S3-compatible bucket
+(VERITY_STORAGE=s3): the services call the same `put`, `open` and `delete` either way.
 
-Besides the store, the documents folder has two working areas on local disk:
-
-    <INSTANCE_DIR>/documents/store/ab/<key>     encrypted files (LocalStore)
+    <INSTANCE_DIR>/documents/store/ab/<key>      encrypted files (VERITY_STORAGE=local, the default)
+    <S3_PREFIX>/documents/ab/<key> in the bucket  encrypted files (VERITY_STORAGE=s3)
     <INSTANCE_DIR>/documents/incoming/<id>.part  uploads in flight, encrypted as they arrive
     <INSTANCE_DIR>/documents/work/               the plaintext of one file while it is checked
                                                  (seconds), then deleted
 
-With several web servers, `incoming` must be a shared folder (or uploads pinned to one server).
+`incoming` and `work` stay on local disk whatever the store is: they are a node's work areas, not
+storage. A chunk is appended to its part file under a lock and a cut-off tail is truncated away, which
+an object store cannot do (its objects are written whole, and a multipart upload's parts must be 5 MB,
+not the 1 MiB chunks a phone sends); the part file lives only until "complete" seals the file into
+the store. With several web machines, a chunk may reach any of them, so `incoming` must be a folder
+they share (or an upload's requests pinned to one machine); `work` is private to each process's
+request and is never shared.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from flask import current_app
 
+from app.storage import LocalStore, ObjectStore, from_config
+
+__all__ = ["LocalStore", "ObjectStore", "Store", "documents_dir", "incoming_path", "read_pieces", "store",
+           "work_dir"]
+
 READ_BYTES = 64 * 1024
-
-
-class Store(Protocol):
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Write the file under `key` from the chunks, all or nothing; return its size."""
-
-    def open(self, key: str) -> BinaryIO:
-        """A readable binary stream of the stored bytes (the caller closes it)."""
-
-    def delete(self, key: str) -> None:
-        """Remove the file (used only to undo a write whose record could not be saved)."""
-
-
-class LocalStore:
-    """Files on local disk, two-character fan-out folders, written to a temporary name then renamed."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        if not key.isalnum():
-            raise ValueError("storage keys are letters and digits only")
-        return self.root / key[:2] / key
-
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(f".{key}.{secrets.token_hex(4)}.tmp")
-        written = 0
-        try:
-            with open(temporary, "xb") as out:
-                os.chmod(temporary, 0o600)
-                for chunk in chunks:
-                    out.write(chunk)
-                    written += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            raise
-        return written
-
-    def open(self, key: str) -> BinaryIO:
-        return open(self._path(key), "rb")  # the caller closes it
-
-    def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+#: The documents' name for the interface (app/storage.py's ObjectStore).
+Store = ObjectStore
 
 
 def documents_dir() -> Path:
     return Path(current_app.config["INSTANCE_DIR"]) / "documents"
 
 
-def store() -> Store:
-    """The app's document store (local disk under the instance folder)."""
+def store() -> ObjectStore:
+    """The app's document store: local disk under the instance folder, or the configured bucket."""
     existing = current_app.extensions.get("verity_document_store")
     if existing is None:
-        existing = LocalStore(documents_dir() / "store")
+        existing = from_config(current_app.config, local_root=documents_dir() / "store", area="documents")
         current_app.extensions["verity_document_store"] = existing
     return existing
 

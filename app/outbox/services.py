@@ -162,6 +162,12 @@ def depth() -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def oldest_pending_age() -> dt.timedelta | None:
+    """How long the oldest message still to be delivered has waited (None when none is waiting)."""
+    oldest = db.session.scalar(sa.select(sa.func.min(OutboxMessage.created_at)).where(OutboxMessage.status == PENDING))
+    return None if oldest is None else max(utcnow() - oldest, dt.timedelta(0))
+
+
 def get(message_id: int) -> OutboxMessage | None:
     return db.session.get(OutboxMessage, message_id)
 

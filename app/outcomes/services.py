@@ -277,7 +277,7 @@ def load_demo_outcomes(patient: Patient, *, today: dt.date | None = None) -> Out
 # Worker jobs ----------------------------------------------------------------------------------
 
 def _register_worker_jobs() -> None:
-    periodic("outcomes.imports", 2)(imports.run_queued)
+    periodic("outcomes.imports", 2, singleton=False)(imports.run_queued)  # claimed one by one: every worker imports
     periodic("outcomes.schedule", 15 * 60)(schedule.run_schedule)
     periodic("outcomes.expire_uploads", 15 * 60)(imports.expire_uploads)
 

@@ -78,14 +78,17 @@ def _held_prescription(prescription_id: int):
     return pharmacy, prescription
 
 
-def _queue_context(pharmacy):
+def _queue_context(pharmacy, page: int = 1):
+    """One page of the queue (newest in its state first, so fresh work is on the first page), split into the
+    columns; each column's count is the whole queue's."""
     wanted = [s for _key, _label, group in QUEUE_COLUMNS for s in group]
-    found = prescribing.by_status(wanted, pharmacy_id=pharmacy.id)
+    found = pharmacies.queue_page(pharmacy.id, wanted, page=page)
     columns = []
     for key, label, group in QUEUE_COLUMNS:
-        rows = [(p, patients.user_of(patients.get(p.patient_id))) for p in found if states.state_of(p) in group]
-        columns.append((key, label, rows))
+        rows = [(p, user) for p, user in found.rows if states.state_of(p) in group]
+        columns.append((key, label, rows, sum(found.counts.get(s.value, 0) for s in group)))
     return {"pharmacy": pharmacy, "columns": columns, "poll": int(setting("PHARMACY_QUEUE_POLL_SECONDS")),
+            "page": found.page, "pages": found.pages,
             "low": [lv for lv in inventory.levels(pharmacy) if lv.item is not None and lv.low]
             if pharmacy.connection == PORTAL else []}
 
@@ -94,7 +97,7 @@ def _queue_context(pharmacy):
 @policy.signed_in(Role.PHARMACIST)
 def queue():
     pharmacy = _my_pharmacy()
-    context = _queue_context(pharmacy)
+    context = _queue_context(pharmacy, page=parse.int_or_none(request.args.get("page")) or 1)
     if is_htmx():
         return render_template("pharmacy/_queue.html", **context)
     return render_template("pharmacy/queue.html", **context)

@@ -311,3 +311,49 @@ def patient_may_share_with(patient, pharmacy_id: int) -> bool:
     from app.consent import services as consents
 
     return consents.has_consent(patient, "pharmacy_sharing", pharmacy_id)
+
+
+# The pharmacist's queue ---------------------------------------------------------------------------
+
+QUEUE_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    #: (prescription, the patient's user) for this page, newest in its state first.
+    rows: list
+    #: How many prescriptions are in each state across the whole queue (not only this page).
+    counts: dict[str, int]
+    page: int
+    pages: int
+
+
+def queue_page(pharmacy_id: int, statuses, *, page: int = 1, per_page: int = QUEUE_PAGE_SIZE) -> QueuePage:
+    """One page of a pharmacy's queue in three statements whatever its length: the counts by state, the
+    page's prescriptions joined to their patients' names, and their items. Only what the queue shows is read
+    (never the signed PDF or the signature)."""
+    from sqlalchemy.orm import load_only, selectinload
+
+    from app.auth.models import User
+    from app.patients.models import Patient
+    from app.prescribing.models import Prescription, PrescriptionItem
+
+    wanted = [str(getattr(s, "value", s)) for s in statuses]
+    mine = (Prescription.pharmacy_id == pharmacy_id, Prescription.status.in_(wanted),
+            Prescription.signed_at.is_not(None))
+    counts = {status: n for status, n in db.session.execute(
+        sa.select(Prescription.status, sa.func.count()).where(*mine).group_by(Prescription.status))}
+    pages = max(1, -(-sum(counts.values()) // per_page))
+    page = min(max(page, 1), pages)
+    query = sa.select(Prescription, User) \
+        .join(Patient, Patient.id == Prescription.patient_id).join(User, User.id == Patient.user_id) \
+        .where(*mine).order_by(Prescription.status_changed_at.desc(), Prescription.id.desc()) \
+        .limit(per_page).offset((page - 1) * per_page) \
+        .options(load_only(Prescription.id, Prescription.public_id, Prescription.patient_id, Prescription.status,
+                           Prescription.status_changed_at, Prescription.paper_original,
+                           Prescription.paper_received_at),
+                 load_only(User.id, User.full_name),
+                 selectinload(Prescription.items).load_only(PrescriptionItem.line, PrescriptionItem.product_name,
+                                                            PrescriptionItem.quantity_text))
+    rows = [(p, user) for p, user in db.session.execute(query).all()]
+    return QueuePage(rows, counts, page, pages)

@@ -290,6 +290,16 @@ def _move(prescription: Prescription, to: State, *, actor_role: str, detail: dic
     return prescription
 
 
+def count_by_state() -> dict[str, int]:
+    """How many prescriptions are in each state now (every state named, with 0 when none is), for the metrics."""
+    from app.extensions import db
+
+    counts = dict.fromkeys((state.value for state in State), 0)
+    rows = db.session.execute(sa.select(Prescription.status, sa.func.count()).group_by(Prescription.status))
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
 def history(prescription: Prescription) -> list[PrescriptionTransition]:
     from app.extensions import db
 

@@ -136,6 +136,9 @@ def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
         "VERITY_LOGIN_LIMIT_ADDRESS": "500 per 15 minutes",
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(smtp_server.port),
+        # Production's log format, so test_zz_logs_have_no_personal_data.py reads what production writes.
+        "VERITY_LOG_FORMAT": "json",
+        "VERITY_METRICS_TOKEN": secrets.token_urlsafe(24),
     }
     server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
     server.flask("db", "upgrade", "heads")
