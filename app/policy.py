@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, abort, current_app, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from app.auth.models import STAFF_ROLES, Role
@@ -79,6 +79,25 @@ def second_factor_passed() -> bool:
 def second_factor_fresh() -> bool:
     minutes = current_app.config["STEP_UP_MINUTES"]
     return time.time() - float(session.get("mfa_at") or 0) <= minutes * 60
+
+
+def second_factor_given() -> None:
+    """The person has just given their second factor: it counts as passed, and as fresh for step-up."""
+    session["mfa_at"] = time.time()
+
+
+#: Step-up codes a person may get wrong in a window, wherever they type them (step-up page, side panel).
+STEP_UP_ATTEMPTS = "5 per 5 minutes"
+
+
+def attempts_key() -> str:
+    """Who a throttled code attempt counts against (Flask-Limiter key): the signed-in person, else the address."""
+    return f"second-factor:{current_user.get_id() if current_user.is_authenticated else request.remote_addr}"
+
+
+def attempt_failed(_response) -> bool:
+    """Flask-Limiter's deduct_when: only the attempts a view marked failed (`g.attempt_failed`) count."""
+    return bool(g.get("attempt_failed"))
 
 
 def enforce(rule: Rule) -> Any:

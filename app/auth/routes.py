@@ -33,14 +33,6 @@ def _login_email_key() -> str:
     return "login:" + accounts.normalise_email(request.form.get("email", ""))[:254]
 
 
-def _user_key() -> str:
-    return f"second-factor:{current_user.get_id() if current_user.is_authenticated else request.remote_addr}"
-
-
-def _failed(_response) -> bool:
-    return bool(g.get("attempt_failed"))
-
-
 def _start_session(user) -> None:
     session.clear()  # a fresh session at sign-in: nothing carried over from before
     login_user(user)
@@ -51,10 +43,10 @@ def _start_session(user) -> None:
 
 @bp.route("/login", methods=["GET", "POST"])
 @policy.public
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"], deduct_when=_failed,
-               scope="login-address")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"],
+               deduct_when=policy.attempt_failed, scope="login-address")
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"], key_func=_login_email_key,
-               deduct_when=_failed, scope="login-account")
+               deduct_when=policy.attempt_failed, scope="login-account")
 def login():
     if current_user.is_authenticated and (
             policy.second_factor_passed() or not policy.needs_second_factor(current_user)):
@@ -120,7 +112,8 @@ def register():
 
 @bp.route("/auth/two-factor", methods=["GET", "POST"])
 @policy.signed_in(second_factor=False)
-@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="second-factor")
+@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=policy.attempts_key, deduct_when=policy.attempt_failed,
+               scope="second-factor")
 def two_factor():
     if not current_user.has_totp:
         return redirect(url_for("auth.totp_setup"))
@@ -142,7 +135,7 @@ def two_factor():
 
 
 def _second_factor_passed(method: str):
-    session["mfa_at"] = time.time()
+    policy.second_factor_given()
     accounts.record_login(current_user, second_factor=method)
     if method == "recovery code":
         left = accounts.recovery_codes_left(current_user)
@@ -165,7 +158,8 @@ def _after_sign_in(user):
 
 @bp.route("/auth/two-factor/setup", methods=["GET", "POST"])
 @policy.signed_in(second_factor=False)
-@limiter.limit("10 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="totp-setup")
+@limiter.limit("10 per 5 minutes", methods=["POST"], key_func=policy.attempts_key, deduct_when=policy.attempt_failed,
+               scope="totp-setup")
 def totp_setup():
     if current_user.has_totp:
         return redirect(url_for("core.home"))
@@ -175,7 +169,7 @@ def totp_setup():
     if form.validate_on_submit():
         codes = accounts.confirm_totp_enrolment(current_user, form.code.data)
         if codes is not None:
-            session["mfa_at"] = time.time()
+            policy.second_factor_given()
             accounts.record_login(current_user, second_factor="totp")
             return render_template("auth/recovery_codes.html", codes=codes)
         g.attempt_failed = True
@@ -189,7 +183,8 @@ def totp_setup():
 
 @bp.route("/auth/step-up", methods=["GET", "POST"])
 @policy.signed_in(second_factor=True)
-@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_failed, scope="step-up")
+@limiter.limit(policy.STEP_UP_ATTEMPTS, methods=["POST"], key_func=policy.attempts_key,
+               deduct_when=policy.attempt_failed, scope="step-up")
 def step_up():
     if not current_user.has_totp:
         return redirect(url_for("auth.totp_setup"))
@@ -197,7 +192,7 @@ def step_up():
     error = None
     if form.validate_on_submit():
         if accounts.verify_totp(current_user, form.code.data, step_up=True):
-            session["mfa_at"] = time.time()
+            policy.second_factor_given()
             return redirect(_safe_next())
         g.attempt_failed = True
         error = "That code is not right or has already been used. Wait for the next code and try again."

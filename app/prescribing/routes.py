@@ -16,9 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import secrets
-import time
 
-from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app import policy
@@ -282,15 +281,6 @@ def _panel_fragment(patient, *, review=None, notice: str | None = None, problem:
     return render_template("prescribing/_panel.html", **context)
 
 
-def _attempt_failed(_response) -> bool:
-    return bool(g.get("attempt_failed"))
-
-
-def _user_key() -> str:
-    """The same key (and scope) as the step-up page's limit: codes tried in the panel count with those."""
-    return f"second-factor:{current_user.get_id() if current_user.is_authenticated else request.remote_addr}"
-
-
 def step_up_in_panel(view):
     """Review and signing from the side panel take the step-up code in the panel itself.
 
@@ -322,7 +312,7 @@ def step_up_in_panel(view):
             return _panel_fragment(patient, review=prescription, needs_code=True,
                                    code_error="That code is not right or has already been used. Wait for the "
                                               "next code and try again.")
-        session["mfa_at"] = time.time()  # what auth.step_up records: the second factor is fresh again
+        policy.second_factor_given()
         return view(prescription_id)
 
     return guarded
@@ -456,7 +446,8 @@ def sign_confirm(prescription_id: int):
 
 
 @bp.route("/prescriptions/<int:prescription_id>/sign", methods=["POST"])
-@limiter.limit("5 per 5 minutes", methods=["POST"], key_func=_user_key, deduct_when=_attempt_failed, scope="step-up")
+@limiter.limit(policy.STEP_UP_ATTEMPTS, methods=["POST"], key_func=policy.attempts_key,
+               deduct_when=policy.attempt_failed, scope="step-up")  # one count with the step-up page's
 @step_up_in_panel
 @policy.staff(Role.CLINICIAN, step_up=True)
 def sign(prescription_id: int):
