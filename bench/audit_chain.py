@@ -11,7 +11,6 @@ the real write path with one transaction per entry, to give the append rate.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import tempfile
 import time
@@ -23,14 +22,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from bench.common import Row, percentile
+from bench.common import Row, percentile, postgres_url
 
 FULL_ENTRIES = 100_000
 QUICK_ENTRIES = 20_000
 APPENDS = 1_000
 BATCH = 5_000
 PER = 100_000  # figures are reported per this many entries
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # Field values shaped like real entries (a browser user agent, a small JSON detail), so the
 # hashing and row decoding cost what they cost in production.
@@ -228,7 +226,7 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> AuditRepo
         results.append(measure("sqlite", f"sqlite:///{folder / 'audit.db'}", folder, entries=entries,
                                appends=APPENDS))
 
-        pg_url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+        pg_url = postgres_url()
         try:
             _postgres_admin(pg_url).dispose()
         except sa.exc.SQLAlchemyError as exc:

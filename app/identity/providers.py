@@ -177,9 +177,9 @@ class HttpProvider:
 
 def webhook_url(name: str) -> str:
     """Where the provider sends results: under BASE_URL, as the worker has no request to go by."""
-    base = urllib.parse.urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme)
-    return adapter.build("identity.webhook", {"provider": name}, force_external=True)
+    from app.notifications import services as notifications
+
+    return notifications.absolute(notifications.link_to("identity.webhook", provider=name))
 
 
 def configured(config: Mapping[str, Any] | None = None) -> Provider:

@@ -10,7 +10,6 @@ calendar replaces the event on a change and removes it on a cancellation (RFC 55
 from __future__ import annotations
 
 from email.utils import parseaddr
-from urllib.parse import urlsplit
 
 from flask import current_app
 from icalendar import Calendar, Event, vCalAddress, vText
@@ -33,9 +32,7 @@ def uid(appointment: Appointment) -> str:
 
 def external_url(endpoint: str, **values) -> str:
     """An absolute link under BASE_URL, built with or without a request (the worker has none)."""
-    base = urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=base.scheme)
-    return adapter.build(endpoint, values, force_external=True)
+    return notifications.absolute(notifications.link_to(endpoint, **values))
 
 
 def appointment_url(appointment: Appointment) -> str:
