@@ -1,46 +1,23 @@
 """Telling the care team at once: a serious adverse event (the prescriber), answers that call for urgent
 help (the patient's clinician).
 
-Through `app.notifications` (an in-portal notice plus an email, safety-critical) when it knows the
-event `prescriber.outcome_alert`; until then, an email alone through the outbox. Either way the email
-says only that something needs them in Verity: never what, nor about whom.
+Through `app.notifications`: an in-portal notice plus an email, safety-critical (the event
+`prescriber.outcome_alert`). The email says only that something needs them in Verity: never what, nor
+about whom.
 """
 
 from __future__ import annotations
 
-from flask import current_app
-
-from app import mail
 from app.auth.models import User
 from app.extensions import db
+from app.notifications import services as notifications
 from app.patients.models import Patient
 
 EVENT = "prescriber.outcome_alert"
-SUBJECT = "Something in Verity needs your attention"
-
-
-def _event_known() -> bool:
-    from app.notifications import events
-
-    return EVENT in events.EVENTS
-
-
-def _link(endpoint: str, **values) -> str:
-    from app.notifications import services as notifications
-
-    return notifications.link_to(endpoint, **values)
 
 
 def _send(user: User, key: str, link: str, context: dict) -> None:
-    if _event_known():
-        from app.notifications import services as notifications
-
-        notifications.notify(user, EVENT, key=key, link=link, context=context, safety_critical=True)
-        return
-    base = current_app.config["BASE_URL"].rstrip("/")
-    mail.queue(user.email, SUBJECT, "notification", key,
-               summary="A patient report in Verity needs your attention.",
-               action="Sign in to see it", link=f"{base}{link}")
+    notifications.notify(user, EVENT, key=key, link=link, context=context, safety_critical=True)
 
 
 def _recipients(patient: Patient, prescriber_ids: set[int]) -> list[User]:
@@ -53,7 +30,8 @@ def serious_event(patient: Patient, event_id: int, prescriber_ids: set[int]) -> 
     """Alert the prescriber(s) of the suspected product and the patient's clinician. Returns how many."""
     people = _recipients(patient, prescriber_ids)
     for user in people:
-        _send(user, f"outcome-ae:{event_id}:{user.id}", _link("outcomes.adverse_event", event_id=event_id),
+        _send(user, f"outcome-ae:{event_id}:{user.id}",
+              notifications.link_to("outcomes.adverse_event", event_id=event_id),
               {"what": "A serious adverse event was reported"})
     return len(people)
 
@@ -61,6 +39,7 @@ def serious_event(patient: Patient, event_id: int, prescriber_ids: set[int]) -> 
 def urgent_answers(patient: Patient, response) -> int:
     people = _recipients(patient, set())
     for user in people:
-        _send(user, f"outcome-urgent:{response.id}:{user.id}", _link("outcomes.staff_page", patient_id=patient.id),
+        _send(user, f"outcome-urgent:{response.id}:{user.id}",
+              notifications.link_to("outcomes.staff_page", patient_id=patient.id),
               {"what": "Answers that call for urgent help"})
     return len(people)
