@@ -140,25 +140,11 @@ def _shown_prescriptions(patient: Patient, now: dt.datetime):
     return shown, older
 
 
-def _shipping():
-    """The pharmacy domain's shipping interface (`shipment_for`, `tracking_link`, `carrier_name`, `LABELS`),
-    from its services when it exports them there, else from its shipping module; None when neither exists."""
-    import importlib
-
-    from app.pharmacy import services as pharmacy
-
-    if all(hasattr(pharmacy, name) for name in ("shipment_for", "tracking_link")):
-        return pharmacy
-    try:
-        return importlib.import_module("app.pharmacy.shipping")
-    except ImportError:
-        return None
-
-
 def _shipment(prescription):
-    """The pharmacy's latest shipment for a prescription, when the pharmacy domain keeps them."""
-    shipping = _shipping()
-    return shipping.shipment_for(prescription) if shipping is not None else None
+    """The pharmacy's latest shipment for a prescription (None before dispatch)."""
+    from app.pharmacy import shipping
+
+    return shipping.shipment_for(prescription)
 
 
 def marker(patient: Patient, *, now: dt.datetime | None = None) -> str:
@@ -232,12 +218,11 @@ def parcel(prescription, history) -> Parcel | None:
     """Carrier, tracking number and link: from the pharmacy's shipment, else from the dispatch's detail."""
     shipment = _shipment(prescription)
     if shipment is not None:
-        shipping = _shipping()
-        namer = getattr(shipping, "carrier_name", None)
-        labels = getattr(shipping, "LABELS", {})
-        return Parcel(namer(shipment.carrier) if namer else shipment.carrier, shipment.tracking_number,
+        from app.pharmacy import shipping
+
+        return Parcel(shipping.carrier_name(shipment.carrier), shipment.tracking_number,
                       shipping.tracking_link(shipment.carrier, shipment.tracking_number),
-                      labels.get(shipment.status))
+                      shipping.LABELS.get(shipment.status))
     dispatched = [t for t in history if t.to_state == "dispatched"]
     if not dispatched:
         return None
@@ -294,9 +279,7 @@ def tracker(prescription) -> Tracker:
                    tracking_url=sent.url if sent else None, details_url=_order_page(prescription))
 
 
-def _order_page(prescription) -> str | None:
-    from flask import current_app, url_for
+def _order_page(prescription) -> str:
+    from flask import url_for
 
-    if ORDER_PAGE not in current_app.view_functions:
-        return None
     return url_for(ORDER_PAGE, prescription_id=prescription.id)
