@@ -95,3 +95,14 @@ def transaction() -> Iterator[sa.orm.Session]:
     finally:
         session.info.pop("verity_tx", None)
         _immediate.reset(token)
+
+
+def for_dialect(dialect: str):
+    """Alembic `include_object` hook: leave out schema objects declared for another engine only
+    (`Index(...).ddl_if(dialect="postgresql")`), which autogenerate would otherwise report as missing."""
+    def include(obj, _name, _type, _reflected, _compare_to) -> bool:
+        wanted = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        if wanted is None:
+            return True
+        return dialect in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+    return include

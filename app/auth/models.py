@@ -32,6 +32,13 @@ STAFF_ROLES = frozenset(r for r in Role if r.is_staff)
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    #: Patient search matches part of a name or email (a leading wildcard): trigram indexes on PostgreSQL.
+    __table_args__ = (
+        sa.Index("ix_users_full_name_trgm", sa.func.lower(sa.text("full_name")), postgresql_using="gin",
+                 postgresql_ops={"lower": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+        sa.Index("ix_users_email_trgm", "email", postgresql_using="gin",
+                 postgresql_ops={"email": "gin_trgm_ops"}).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Stored lower-cased; the login identifier.
