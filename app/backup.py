@@ -6,7 +6,9 @@
     database.dump              PostgreSQL: pg_dump --format=custom
     database.sqlite3           SQLite: a consistent copy made with SQLite's online backup API
     checkpoints.jsonl          the signed audit checkpoints (app/audit/checkpoints.py)
-    files/documents/store/     the encrypted document store
+    files/documents/store/     the encrypted document store (local disk or the S3 bucket, read through the
+                               store's interface, so a bucket is backed up too; restored into the store
+                               configured at restore time)
     files/documents/incoming/  uploads in flight (encrypted records)
     files/outcomes/incoming/   health-data imports in flight (encrypted)
 
@@ -36,6 +38,7 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import click
 import sqlalchemy as sa
@@ -45,6 +48,7 @@ from flask.cli import with_appcontext
 from app.audit import checkpoints
 from app.database import utcnow
 from app.extensions import db
+from app.storage import ObjectStore, check_key
 
 FORMAT = "verity-backup"
 VERSION = 1
@@ -52,8 +56,11 @@ MANIFEST = "manifest.json"
 MANIFEST_LABEL = b"verity backup manifest v1\n"
 CHECKPOINTS = "checkpoints.jsonl"
 DATABASE = {"postgresql": "database.dump", "sqlite": "database.sqlite3"}
-#: Encrypted file stores under the instance folder, copied as they are.
+#: Encrypted files under the instance folder, copied as they are.
 FILE_AREAS = ("documents/store", "documents/incoming", "outcomes/incoming")
+#: The document store's area: its objects are read and written through app/storage.py's interface, whether
+#: they live on local disk or in an S3-compatible bucket. Laid out in the backup as LocalStore lays them out.
+DOCUMENT_STORE = "documents/store"
 PIECE = 1024 * 1024
 
 
@@ -74,13 +81,14 @@ def _instance() -> Path:
     return Path(current_app.config["INSTANCE_DIR"])
 
 
-def _copy(source: Path, target: Path) -> dict:
-    """Copy through a temporary name, fsync, rename; return the copy's SHA-256 and size."""
+def _copy(source: Path | BinaryIO, target: Path) -> dict:
+    """Copy a file (or read an open stream to its end) through a temporary name, fsync, rename; return the
+    copy's SHA-256 and size."""
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     digest, size = hashlib.sha256(), 0
     try:
-        with open(source, "rb") as src, open(temporary, "xb") as out:
+        with (open(source, "rb") if isinstance(source, Path) else source) as src, open(temporary, "xb") as out:
             os.chmod(temporary, 0o600)
             while piece := src.read(PIECE):
                 digest.update(piece)
@@ -101,6 +109,16 @@ def _hash(path: Path) -> dict:
             digest.update(piece)
             size += len(piece)
     return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _document_store() -> ObjectStore:
+    from app.documents.storage import store
+
+    return store()
+
+
+def _store_path(key: str) -> PurePosixPath:
+    return PurePosixPath("files", DOCUMENT_STORE, key[:2], key)
 
 
 def _area_files(area: str) -> list[Path]:
@@ -214,7 +232,12 @@ def backup(to: Path | None = None) -> Outcome:
     os.chmod(database, 0o600)
     files[DATABASE[name]] = _hash(database)
 
+    documents = _document_store()
+    for key in documents.keys():  # noqa: SIM118 (an ObjectStore, not a dict)
+        files[str(_store_path(key))] = _copy(documents.open(key), target / _store_path(key))
     for area in FILE_AREAS:
+        if area == DOCUMENT_STORE:
+            continue
         for path in _area_files(area):
             relative = PurePosixPath("files", *path.relative_to(_instance()).parts)
             files[str(relative)] = _copy(path, target / relative)
@@ -345,6 +368,7 @@ def restore(source: Path, *, force: bool = False) -> Outcome:
                          f"{manifest['revision']}).")
 
     restored = 0
+    documents = _document_store()
     for relative in manifest["files"]:
         path = PurePosixPath(relative)
         if path.parts[0] != "files":
@@ -352,7 +376,10 @@ def restore(source: Path, *, force: bool = False) -> Outcome:
         inside = PurePosixPath(*path.parts[1:])
         if not any(inside.is_relative_to(area) for area in FILE_AREAS):
             raise BackupError(f"the manifest names a file outside the file stores: {relative}")
-        _copy(source / path, _instance() / inside)
+        if inside.is_relative_to(DOCUMENT_STORE):
+            documents.put(check_key(inside.name), source / path)
+        else:
+            _copy(source / path, _instance() / inside)
         restored += 1
     outcome.lines.append(f"{restored} encrypted files restored under {_instance()}.")
     outcome.lines += _restore_checkpoints(source, manifest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import subprocess
@@ -21,10 +22,13 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from app import create_app, storage
 from app.documents import encryption
 from app.documents import services as documents
+from app.documents.models import Document
+from app.extensions import db
 from tests.conftest import config_for
 from tests.test_documents import CHUNK, signed_in, upload
 from tests.test_documents_files import big_pdf
@@ -321,3 +325,48 @@ def test_a_damaged_object_in_the_bucket_does_not_decrypt(app, personas, s3_serve
         client.put_object(Bucket=bucket, Key=name, Body=bytes(sealed))
         with pytest.raises(encryption.Corrupt):
             b"".join(documents.open_plaintext(document))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_backup_reads_the_bucket_and_restore_puts_every_object_back(app, database_url, world, s3_server, bucket,
+                                                                    tmp_path):
+    from tests.test_backup_audit import _wipe, cli_env, flask_cli
+
+    alice = world.patient("alice")
+    contents = [big_pdf(1.2, title="Bucket backup one"), big_pdf(0.3, title="Bucket backup two")]
+    with app.app_context():
+        keys = [documents.store_file(patient_id=alice.patient_id, kind="specialist_letter", filename=f"l{i}.pdf",
+                                     stream=io.BytesIO(content), uploaded_by=alice.user_id).storage_key
+                for i, content in enumerate(contents)]
+    before = _objects(s3_server, bucket)
+    assert sorted(before) == sorted(f"verity/documents/{key[:2]}/{key}" for key in keys)
+    env = cli_env(database_url, tmp_path, VERITY_STORAGE="s3", VERITY_S3_BUCKET=bucket,
+                  VERITY_S3_ENDPOINT_URL=s3_server, VERITY_S3_PREFIX="verity")
+    assert flask_cli(env, "audit", "checkpoint").returncode == 0
+
+    made = flask_cli(env, "backup", "--to", str(tmp_path / "backup"))
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    for key in keys:
+        copy = tmp_path / "backup" / "files" / "documents" / "store" / key[:2] / key
+        assert copy.read_bytes() == before[f"verity/documents/{key[:2]}/{key}"]
+        assert manifest["files"][f"files/documents/store/{key[:2]}/{key}"]["sha256"] == \
+            hashlib.sha256(copy.read_bytes()).hexdigest()
+
+    client = storage.s3_client(s3_server)
+    for name in before:
+        client.delete_object(Bucket=bucket, Key=name)
+    (tmp_path / "documents").mkdir(exist_ok=True)
+    (tmp_path / "outcomes").mkdir(exist_ok=True)
+    _wipe(app, database_url, tmp_path)
+    restored = flask_cli(env, "restore", str(tmp_path / "backup"))
+    assert restored.returncode == 0, restored.stderr
+    assert "2 encrypted files restored" in restored.stdout
+    assert _objects(s3_server, bucket) == before
+    assert not (tmp_path / "documents" / "store").exists(), "restored into the bucket, not onto local disk"
+    with app.app_context():
+        for key, content in zip(keys, contents, strict=True):
+            document = db.session.scalar(sa.select(Document).where(Document.storage_key == key))
+            assert b"".join(documents.open_plaintext(document)) == content
+        db.session.remove()
+        db.engine.dispose()
