@@ -117,8 +117,10 @@ class Prescription(db.Model):
     """A private controlled-drug prescription. Its status moves only through app/prescribing/states.py."""
 
     __tablename__ = "prescriptions"
-    #: A pharmacy's queue: its prescriptions in the queue's states, by time in state.
-    __table_args__ = (sa.Index("ix_prescriptions_pharmacy_queue", "pharmacy_id", "status", "status_changed_at"),)
+    #: A pharmacy's queue: its prescriptions in the queue's states, by time in state (the counts by state), and
+    #: newest first (a page of the queue, read backwards).
+    __table_args__ = (sa.Index("ix_prescriptions_pharmacy_queue", "pharmacy_id", "status", "status_changed_at"),
+                      sa.Index("ix_prescriptions_pharmacy_recent", "pharmacy_id", "status_changed_at", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Unguessable id used in the QR code and on the verification page.
