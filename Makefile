@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run run-prod test bench lint assets browser-deps clean help
+.PHONY: run run-prod test bench lint security assets browser-deps clean help
 
 help:
 	@echo "make run    - set up and serve Verity with demo data on http://$(HOST):$(PORT)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make bench  - run the benchmarks and print a table"
 	@echo "make lint   - ruff"
+	@echo "make security - ruff, then bandit (fails on a high-severity finding)"
 	@echo "make assets - rebuild the vendored front-end assets from npm"
 
 $(BIN)/python:
@@ -75,6 +76,12 @@ bench: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check app signaling tests bench migrations bin/run-prod
+
+# Static security checks (.ci/run runs them before the tests): ruff, whose S rules are bandit's checks at every
+# severity (each accepted finding has a `noqa` with its reason), then bandit itself, which fails on any
+# high-severity finding. bin/run-prod is named because it has no .py suffix. Configuration: [tool.bandit].
+security: lint
+	$(BIN)/bandit -c pyproject.toml -r app signaling wsgi.py bin/run-prod --severity-level high --quiet
 
 assets:
 	app/static/src/build.sh

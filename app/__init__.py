@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
-from flask import Flask, g, request, session
-from flask_login import current_user, logout_user
+from flask import Flask, g, request
+from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import crypto, errors, observability, security, storage
+from app import crypto, errors, formdata, observability, security, storage
 from app.config import CONFIGS
 from app.extensions import csrf, db, limiter, login_manager, migrate
 
@@ -42,6 +41,8 @@ def create_app(config: str | dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     csrf.init_app(app)
+    formdata.install()  # forms read a JSON body as a form post, never crash on its shape
+    app.request_class = formdata.Request  # multipart parts without a name are dropped (formdata.py)
     limiter.init_app(app)
     login_manager.init_app(app)
     _configure_login(app)
@@ -112,7 +113,7 @@ def _register_blueprints(app: Flask) -> None:
 
     domains = ("core", "auth", "patients", "consent", "intake", "documents", "identity", "records", "scheduling",
                "admin", "audit", "prescribing", "consult", "pharmacy", "notifications", "messaging", "outcomes",
-               "observability")
+               "billing", "observability")
     for domain in domains:
         app.register_blueprint(importlib.import_module(f"app.{domain}.routes").bp)
 
@@ -124,7 +125,8 @@ def _register_template_helpers(app: Flask) -> None:
         Role.PATIENT: [("patients.dashboard", "Home"), ("scheduling.my_appointments", "Appointments"),
                        ("prescribing.my_prescriptions", "Prescriptions"), ("pharmacy.my_pharmacy", "Pharmacy"),
                        ("outcomes.mine", "Progress"), ("messaging.my_threads", "Messages"),
-                       ("notifications.timeline", "Timeline"), ("documents.index", "Documents")],
+                       ("notifications.timeline", "Timeline"), ("documents.index", "Documents"),
+                       ("billing.mine", "Payments")],
         Role.CLINICIAN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
                          ("consult.waiting", "Waiting room"), ("messaging.inbox", "Messages"),
                          ("intake.reviews", "Intake reviews"), ("prescribing.mdt_queue", "MDT"),
@@ -136,7 +138,8 @@ def _register_template_helpers(app: Flask) -> None:
                          ("consult.waiting", "Waiting room"), ("messaging.inbox", "Messages"),
                          ("pharmacy.pipeline_board", "Orders"), ("outcomes.overdue", "Outcomes due"),
                          ("scheduling.availability", "Availability"), ("identity.reviews", "Identity checks"),
-                         ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records")],
+                         ("patients.onboarding_board", "Onboarding"), ("records.requests", "GP records"),
+                         ("billing.desk", "Payments")],
         Role.PHARMACIST: [("pharmacy.queue", "Prescriptions"), ("pharmacy.inventory_page", "Stock"),
                           ("messaging.inbox", "Queries")],
         Role.ADMIN: [("patients.staff_home", "Patients"), ("scheduling.board", "Appointments"),
@@ -148,7 +151,8 @@ def _register_template_helpers(app: Flask) -> None:
                      ("consent.manage", "Consents"), ("intake.questionnaires", "Questionnaires"),
                      ("outcomes.clinic_summary", "Outcomes"), ("outcomes.instruments_index", "Instruments"),
                      ("messaging.saved_responses", "Saved replies"),
-                     ("notifications.delivery_problems", "Delivery problems"), ("audit.index", "Audit trail")],
+                     ("notifications.delivery_problems", "Delivery problems"), ("audit.index", "Audit trail"),
+                     ("billing.desk", "Payments"), ("billing.prices", "Prices"), ("billing.reports_page", "Takings")],
     }
 
     @app.context_processor
@@ -174,8 +178,12 @@ def _bind_request_context(app: Flask) -> None:
 
     @app.before_request
     def _bind_actor() -> Any:
+        from app.auth import session_routes
+
+        # First, before anything loads the user: a cookie whose server-side session has ended signs nobody in.
+        ended = session_routes.enforce()
         g._audit_token = audit_context.bind(_actor_now())
-        return _enforce_session_timeouts()
+        return ended
 
     @app.teardown_request
     def _unbind_actor(_exc: BaseException | None) -> None:
@@ -194,36 +202,6 @@ def _actor_now():
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
     )
-
-
-def _enforce_session_timeouts() -> Any:
-    """End a session idle too long (15 min staff, 30 min patients by default) or too old."""
-    if request.endpoint == "static" or not current_user.is_authenticated:
-        return None
-    from flask import current_app, flash, redirect, url_for
-
-    from app.audit import services as audit
-
-    now = time.time()
-    config = current_app.config
-    idle_minutes = config["IDLE_TIMEOUT_STAFF"] if current_user.is_staff else config["IDLE_TIMEOUT_PATIENT"]
-    seen = float(session.get("seen", now))
-    started = float(session.get("started", now))
-    if now - seen > idle_minutes * 60 or now - started > config["SESSION_ABSOLUTE_HOURS"] * 3600:
-        audit.record("auth.session_expired", subject=("user", current_user.id))
-        logout_user()
-        session.clear()
-        flash("You were signed out because you were inactive for a while. Sign in again to continue.", "info")
-        if request.headers.get("HX-Request"):  # a fragment request: send the whole page to the sign-in form
-            response = current_app.response_class(status=401)
-            response.headers["HX-Redirect"] = url_for("auth.login")
-            return response
-        return redirect(url_for("auth.login"))
-    if request.headers.get("X-Verity-Poll") != "1":  # a page refreshing itself is not the person at work
-        session["seen"] = now
-    session.setdefault("seen", now)
-    session.setdefault("started", now)
-    return None
 
 
 logging.getLogger("app").setLevel(logging.INFO)

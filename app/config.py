@@ -40,10 +40,15 @@ class Config:
     #: Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     PROXY_HOPS = _int("VERITY_PROXY_HOPS", 0)
 
-    # Sessions: idle timeouts per audience, in minutes; absolute lifetime in hours.
+    # Sessions (app/auth/sessions.py, kept server-side in user_sessions): idle timeouts per audience in
+    # minutes; absolute lifetimes in hours (VERITY_SESSION_ABSOLUTE_HOURS, the older single setting, still
+    # sets the staff one); how many seconds before the idle end the page offers "Stay signed in".
     IDLE_TIMEOUT_STAFF = _int("VERITY_IDLE_TIMEOUT_STAFF", 15)
     IDLE_TIMEOUT_PATIENT = _int("VERITY_IDLE_TIMEOUT_PATIENT", 30)
-    SESSION_ABSOLUTE_HOURS = _int("VERITY_SESSION_ABSOLUTE_HOURS", 12)
+    SESSION_ABSOLUTE_HOURS_STAFF = _int("VERITY_SESSION_ABSOLUTE_HOURS_STAFF",
+                                        _int("VERITY_SESSION_ABSOLUTE_HOURS", 12))
+    SESSION_ABSOLUTE_HOURS_PATIENT = _int("VERITY_SESSION_ABSOLUTE_HOURS_PATIENT", 24)
+    SESSION_WARNING_SECONDS = _int("VERITY_SESSION_WARNING_SECONDS", 120)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("VERITY_SECURE_COOKIES")
@@ -51,6 +56,11 @@ class Config:
     REMEMBER_COOKIE_DURATION = 0
     #: Minutes for which a second-factor check counts as fresh (step-up for signing and role changes).
     STEP_UP_MINUTES = _int("VERITY_STEP_UP_MINUTES", 5)
+    #: Passkeys (WebAuthn, app/auth/passkeys.py): the relying party id (a domain; never an IP address) and the
+    #: origins browsers may use, comma-separated. Unset: both from BASE_URL (a loopback address becomes
+    #: "localhost", which browsers treat as a secure context).
+    WEBAUTHN_RP_ID = os.environ.get("VERITY_WEBAUTHN_RP_ID")
+    WEBAUTHN_ORIGINS = os.environ.get("VERITY_WEBAUTHN_ORIGINS")
 
     # Login throttling (Flask-Limiter syntax).
     LOGIN_LIMIT_PER_ACCOUNT = os.environ.get("VERITY_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes")
@@ -107,6 +117,13 @@ class Config:
     S3_BUCKET = os.environ.get("VERITY_S3_BUCKET")
     S3_ENDPOINT_URL = os.environ.get("VERITY_S3_ENDPOINT_URL")
     S3_PREFIX = os.environ.get("VERITY_S3_PREFIX", "")
+
+    # Virus scanning of uploads (app/documents/scan.py): clamd's unix socket, or its host and port; unset: no scan.
+    # When set, an upload clamd cannot scan is refused ("try again later"), never stored unscanned.
+    CLAMD_SOCKET = os.environ.get("VERITY_CLAMD_SOCKET")
+    CLAMD_HOST = os.environ.get("VERITY_CLAMD_HOST")
+    CLAMD_PORT = _int("VERITY_CLAMD_PORT", 3310)
+    CLAMD_TIMEOUT = float(os.environ.get("VERITY_CLAMD_TIMEOUT", "30"))
 
     # Observability (app/observability): log lines as json or text; the bearer token /metrics wants (unset:
     # /metrics answers 404); prometheus_client's multiprocess directory, shared by the web and signaling

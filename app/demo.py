@@ -91,6 +91,9 @@ def load() -> list[DemoAccount]:
 
     inventory.load_demo_inventory()
     outcomes.load_demo_outcomes(patient)
+    from app.billing import demo as billing_demo
+
+    billing_demo.load(patient, accounts.find_by_email(ACCOUNTS[2].email))
     return created
 
 

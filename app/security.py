@@ -28,6 +28,10 @@ def init_app(app: Flask) -> None:
     def _headers(response: Response) -> Response:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", CSP)
+        if "frame-ancestors" not in headers["Content-Security-Policy"]:
+            # A route's own, stricter CSP (a file download's) may leave it out, and frame-ancestors does not
+            # fall back to default-src: a response is never framed unless its route says by whom.
+            headers["Content-Security-Policy"] += "; frame-ancestors 'none'"
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")

@@ -215,15 +215,18 @@ def _sign(app: Flask, setup: Setup) -> tuple[int, float]:
 
 
 def _pharmacist_client(app: Flask, setup: Setup):
+    from app.auth import sessions
     from app.auth.models import User
+    from app.auth.session_routes import TOKEN_KEY
     from app.extensions import db
 
     client = app.test_client()
     with app.app_context():
-        session_id = db.session.get(User, setup.pharmacist_id).get_id()
+        pharmacist = db.session.get(User, setup.pharmacist_id)
+        session_id, token = pharmacist.get_id(), sessions.start(pharmacist)
     now = time.time()
     with client.session_transaction() as session:
-        session.update({"_user_id": session_id, "_fresh": True, "started": now, "seen": now, "mfa_at": now})
+        session.update({"_user_id": session_id, "_fresh": True, TOKEN_KEY: token, "mfa_at": now})
     return client
 
 

@@ -256,17 +256,20 @@ def sign_in_as(client: FlaskClient, persona: Persona, *, second_factor_age: floa
     """
     if persona.user_id is None:
         return
+    from app.auth import sessions
+    from app.auth.session_routes import TOKEN_KEY
     from app.extensions import db
 
     with client.application.app_context():
-        session_id = db.session.get(User, persona.user_id).get_id()
+        user = db.session.get(User, persona.user_id)
+        session_id = user.get_id()
+        token = sessions.start(user)  # the server-side session the login flow would have made
     now = time.time()
     with client.session_transaction() as session:
         session.clear()
         session["_user_id"] = session_id
         session["_fresh"] = True
-        session["started"] = now
-        session["seen"] = now
+        session[TOKEN_KEY] = token
         if persona.totp_secret:
             session["mfa_at"] = now - second_factor_age
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.access import ANON, EVERYONE, all_expectations
+from tests.access import ANON, EVERYONE, all_expectations, url_of
 from tests.conftest import csrf_from, sign_in_as
 
 EXPECTED = all_expectations()
@@ -25,27 +25,13 @@ def test_every_route_has_an_expectation(app):
         f"expectations without a route: {sorted(set(EXPECTED) - registered)}")
 
 
-def _url(app, endpoint: str, args: dict, personas) -> str:
-    values = {}
-    for name, owner in args.items():
-        if callable(owner):
-            values[name] = owner(app, personas)
-            continue
-        persona = personas[owner]
-        values[name] = persona.patient_id if name == "patient_id" else persona.user_id
-    with app.test_request_context():
-        from flask import url_for
-
-        return url_for(endpoint, **values)
-
-
 @pytest.mark.parametrize("who", EVERYONE)
 def test_route_by_role(app, personas, who):
     failures = []
     for endpoint, (method, args, expected) in sorted(EXPECTED.items()):
         client = app.test_client()
         sign_in_as(client, personas[who])
-        url = _url(app, endpoint, args, personas)
+        url = url_of(app, endpoint, args, personas)
         headers = {}
         if method == "POST":
             # Any page of ours carries the session's CSRF token in <body hx-headers>.

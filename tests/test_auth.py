@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 
 import pyotp
 import pytest
@@ -271,47 +270,7 @@ def test_disabling_ends_open_sessions(app, personas):
 
 # Sessions and CSRF -----------------------------------------------------------------------
 
-def test_idle_session_expires(app, client, personas):
-    sign_in_as(client, personas["reception"])
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 16 * 60
-    response = client.get("/staff")
-    assert response.status_code == 302 and response.headers["Location"] == "/login"
-    assert "inactive" in client.get("/login").get_data(as_text=True)
-    assert "auth.session_expired" in audit_actions(app)
-
-
-def test_a_page_refreshing_itself_does_not_keep_an_idle_session_alive(client, personas):
-    sign_in_as(client, personas["reception"])
-    idle_since = time.time() - 14 * 60
-    with client.session_transaction() as session:
-        session["seen"] = idle_since
-    poll = {"HX-Request": "true", "X-Verity-Poll": "1"}
-    assert client.get("/consult/waiting", headers=poll).status_code == 200, "still inside the 15 minutes"
-    with client.session_transaction() as session:
-        assert session["seen"] == idle_since, "the poll did not count as the person at work"
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 16 * 60
-    expired = client.get("/consult/waiting", headers=poll)
-    assert expired.status_code == 401, "a fragment request is not answered with a page to swap in"
-    assert expired.headers["HX-Redirect"] == "/login"
-    assert client.get("/staff").status_code == 302
-
-
-def test_a_person_at_work_keeps_the_session_alive(client, personas):
-    sign_in_as(client, personas["reception"])
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 14 * 60
-    assert client.get("/staff").status_code == 200
-    with client.session_transaction() as session:
-        assert time.time() - session["seen"] < 60
-
-
-def test_patient_idle_limit_is_longer(client, personas):
-    sign_in_as(client, personas["patient"])
-    with client.session_transaction() as session:
-        session["seen"] = time.time() - 16 * 60
-    assert client.get("/dashboard").status_code == 200
+# Idle and absolute timeouts, and ending sessions everywhere: tests/test_sessions.py.
 
 
 def test_missing_csrf_token_is_refused_and_audited(app, client, personas):

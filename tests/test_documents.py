@@ -217,7 +217,10 @@ def test_the_clinician_opens_a_document_safely_and_the_read_is_audited(app, clie
     document_id = _a_document_of(app, personas["patient"])
     sign_in_as(client, personas["clinician"])
 
-    inline = client.get(f"/documents/{document_id}/file")
+    # The viewer's frame shows the PDF; any other visit (a new tab, a link) saves it.
+    inline = client.get(f"/documents/{document_id}/file",
+                        headers={"Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "same-origin"})
+    visited = client.get(f"/documents/{document_id}/file")
     download = client.get(f"/documents/{document_id}/file?download=1")
 
     assert inline.status_code == 200 and inline.data.startswith(b"%PDF-")
@@ -226,6 +229,7 @@ def test_the_clinician_opens_a_document_safely_and_the_read_is_audited(app, clie
     assert inline.headers["Content-Security-Policy"].startswith("sandbox;")
     assert "frame-ancestors 'self'" in inline.headers["Content-Security-Policy"]
     assert inline.headers["Content-Disposition"].startswith("inline;")
+    assert visited.headers["Content-Disposition"].startswith("attachment;")
     assert download.headers["Content-Disposition"].startswith("attachment;")
     assert 'filename="letter.pdf"' in download.headers["Content-Disposition"]
     entry = last_audit(app)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 from app.auth.models import STAFF_ROLES
 
@@ -29,3 +29,16 @@ class RoleForm(FlaskForm):
 
 class ActiveForm(FlaskForm):
     toggle = SubmitField("Change")
+
+
+class ResetRequestForm(FlaskForm):
+    reason = TextAreaField("Why does their second factor need resetting?", validators=[
+        DataRequired("Say why the second factor needs resetting, and how you checked who asked"),
+        Length(max=500, message="Keep the reason to 500 characters or fewer")])
+
+
+class ResetDecisionForm(FlaskForm):
+    note = TextAreaField("Note (needed if you decline)", validators=[
+        Optional(), Length(max=500, message="Keep the note to 500 characters or fewer")])
+    approve = SubmitField("Approve and reset")
+    decline = SubmitField("Decline")

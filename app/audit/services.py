@@ -82,6 +82,17 @@ def record(
     return event
 
 
+def lock_chain() -> None:
+    """Take the chain's lock now, in the caller's transaction (held until it ends), without appending.
+
+    For a service that takes a lock of its own which other writers may take after they have audited (billing's
+    gapless number counters): taking the chain first keeps one lock order everywhere, so two such transactions
+    queue instead of deadlocking. The no-op UPDATE keeps the head where it is (the forward-only trigger allows it).
+    """
+    with transaction() as session:
+        session.execute(sa.update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq))
+
+
 @dataclass
 class VerifyResult:
     ok: bool

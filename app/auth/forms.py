@@ -48,3 +48,12 @@ class RecoveryForm(FlaskForm):
 
 class OptionalCodeForm(FlaskForm):
     code = StringField("Code", validators=[Optional(), Length(max=20)])
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired("Enter your current password"),
+                                                            Length(max=200)])
+    password = PasswordField("New password", validators=[
+        DataRequired("Enter a new password"), Length(10, 200, "Use between 10 and 200 characters")])
+    confirm = PasswordField("Confirm your new password", validators=[
+        DataRequired("Confirm your new password"), EqualTo("password", "The passwords do not match")])

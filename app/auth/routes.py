@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
 from app import policy
 from app.auth import services as accounts
@@ -34,11 +33,9 @@ def _login_email_key() -> str:
 
 
 def _start_session(user) -> None:
-    session.clear()  # a fresh session at sign-in: nothing carried over from before
-    login_user(user)
-    now = time.time()
-    session["started"] = now
-    session["seen"] = now
+    from app.auth.session_routes import begin
+
+    begin(user)  # a fresh session and a new server-side session token: nothing carried over from before
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -118,9 +115,14 @@ def two_factor():
     if not current_user.has_totp:
         return redirect(url_for("auth.totp_setup"))
     form, recovery = CodeForm(prefix="totp"), RecoveryForm(prefix="recovery")
-    error = None
+    error, status = None, None
     if request.method == "POST":
-        if "recovery-recovery_code" in request.form and recovery.validate_on_submit():
+        if request.form.get("passkey_assertion"):
+            refused = passkey_routes.check_assertion(passkeys.LOGIN)
+            if refused is None:
+                return _second_factor_passed("passkey")
+            error, status = refused
+        elif "recovery-recovery_code" in request.form and recovery.validate_on_submit():
             if accounts.use_recovery_code(current_user, recovery.recovery_code.data):
                 return _second_factor_passed("recovery code")
             error = "That recovery code is not right or has been used. Each code works once."
@@ -130,8 +132,13 @@ def two_factor():
             error = ("That code is not right or has already been used. Wait for the next code in your "
                      "authenticator app and enter it.")
         g.attempt_failed = True
-    status = 401 if error else (400 if form.errors or recovery.errors else 200)
-    return render_template("auth/two_factor.html", form=form, recovery=recovery, error=error), status
+    status = status or (401 if error else (400 if form.errors or recovery.errors else 200))
+    # Staff with a passkey are offered it first; the code form stays a link away (and is what a posted code,
+    # or ?method=code, comes back to).
+    use_passkey = (passkey_routes.offers_passkey() and request.args.get("method") != "code"
+                   and (request.method == "GET" or "passkey_assertion" in request.form))
+    return render_template("auth/two_factor.html", form=form, recovery=recovery, error=error,
+                           use_passkey=use_passkey), status
 
 
 def _second_factor_passed(method: str):
@@ -189,11 +196,22 @@ def step_up():
     if not current_user.has_totp:
         return redirect(url_for("auth.totp_setup"))
     form = CodeForm()
-    error = None
-    if form.validate_on_submit():
+    error, status = None, None
+    if request.form.get("passkey_assertion"):
+        refused = passkey_routes.check_assertion(passkeys.STEP_UP)
+        if refused is None:
+            policy.second_factor_given()
+            return redirect(_safe_next())
+        error, status = refused
+    elif form.validate_on_submit():
         if accounts.verify_totp(current_user, form.code.data, step_up=True):
             policy.second_factor_given()
             return redirect(_safe_next())
         g.attempt_failed = True
         error = "That code is not right or has already been used. Wait for the next code and try again."
-    return render_template("auth/step_up.html", form=form, error=error), 401 if error else 200
+    return render_template("auth/step_up.html", form=form, error=error, passkey=passkey_routes.offers_passkey()), \
+        status or (401 if error else 200)
+
+
+# The passkey and session views join this blueprint (session_routes is imported for that alone).
+from app.auth import passkey_routes, passkeys, session_routes  # noqa: E402, F401

@@ -19,7 +19,8 @@ from flask import current_app
 
 from app import crypto
 from app.audit import services as audit
-from app.auth.models import STAFF_ROLES, RecoveryCode, Role, User
+from app.auth import sessions
+from app.auth.models import STAFF_ROLES, RecoveryCode, Role, SecondFactorReset, User
 from app.database import transaction, utcnow
 from app.extensions import db
 
@@ -123,7 +124,30 @@ def record_login(user: User, *, second_factor: str | None) -> None:
 
 
 def record_logout(user: User) -> None:
-    audit.record("auth.logout", subject=("user", user.id))
+    """Signing out ends every session of the person, on every device (the other browsers are told why)."""
+    with transaction():
+        ended = sessions.end_all(user, "logout")
+        audit.record("auth.logout", subject=("user", user.id), detail={"sessions_ended": ended})
+
+
+WRONG_CURRENT_PASSWORD = "Your current password is not right."  # noqa: S105 (a message, not a password)
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """A new password ends every session of the person; the caller starts a fresh one for this browser."""
+    try:
+        _hasher().verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        audit.record("auth.password_change_failed", subject=("user", user.id), detail={"reason": "wrong password"})
+        raise AccountError(WRONG_CURRENT_PASSWORD) from None
+    check_password_rules(new, user.email)
+    if new == current:
+        raise AccountError("Choose a new password that is different from your current one.")
+    with transaction():
+        user.password_hash = hash_password(new)
+        user.session_epoch += 1
+        ended = sessions.end_all(user, "password_changed")
+        audit.record("auth.password_changed", subject=("user", user.id), detail={"sessions_ended": ended})
 
 
 # Second factor ------------------------------------------------------------------------------
@@ -257,14 +281,18 @@ def change_role(user: User, role: Role, *, pharmacy_id: int | None = None) -> No
         user.role = role
         user.pharmacy_id = pharmacy_id if role is Role.PHARMACIST else None
         user.session_epoch += 1  # the user signs in again under the new role
-        audit.record("user.role_changed", subject=("user", user.id), detail={"from": old.value, "to": role.value})
+        ended = sessions.end_all(user, "role_changed")
+        audit.record("user.role_changed", subject=("user", user.id),
+                     detail={"from": old.value, "to": role.value, "sessions_ended": ended})
 
 
 def set_active(user: User, active: bool) -> None:
     with transaction():
         user.active = active
         user.session_epoch += 1
-        audit.record("user.enabled" if active else "user.disabled", subject=("user", user.id))
+        ended = 0 if active else sessions.end_all(user, "disabled")
+        audit.record("user.enabled" if active else "user.disabled", subject=("user", user.id),
+                     detail=None if active else {"sessions_ended": ended})
 
 
 def staff_users() -> list[User]:
@@ -285,3 +313,181 @@ def load_session_user(session_id: str) -> User | None:
 
 def age_on(born: dt.date, today: dt.date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+# Second-factor reset: one admin asks, a second admin approves ------------------------------------------
+
+#: An undecided request can no longer be approved after this.
+RESET_HOURS = 24
+RESET_REASON_MAX = 500
+
+
+def second_factor_reset(reset_id: int) -> SecondFactorReset | None:
+    expire_due_resets()
+    return db.session.get(SecondFactorReset, reset_id)
+
+
+def pending_reset_for(user: User) -> SecondFactorReset | None:
+    expire_due_resets()
+    return db.session.scalar(sa.select(SecondFactorReset).where(SecondFactorReset.user_id == user.id,
+                                                                SecondFactorReset.status == "pending"))
+
+
+def second_factor_resets(limit: int = 50) -> list[SecondFactorReset]:
+    """Waiting requests first (oldest first), then the latest decided ones."""
+    expire_due_resets()
+    pending = sa.case((SecondFactorReset.status == "pending", 0), else_=1)
+    query = (sa.select(SecondFactorReset)
+             .order_by(pending, sa.case((SecondFactorReset.status == "pending", SecondFactorReset.requested_at)),
+                       SecondFactorReset.requested_at.desc(), SecondFactorReset.id.desc())
+             .limit(limit))
+    return list(db.session.scalars(query))
+
+
+def expire_due_resets() -> int:
+    """Mark undecided requests older than RESET_HOURS expired (each audited)."""
+    now = utcnow()
+    due = list(db.session.scalars(sa.select(SecondFactorReset.id).where(
+        SecondFactorReset.status == "pending", SecondFactorReset.expires_at <= now)))
+    if not due:
+        return 0
+    expired = 0
+    with transaction() as session:
+        for reset_id in due:
+            claimed = session.execute(
+                sa.update(SecondFactorReset)
+                .where(SecondFactorReset.id == reset_id, SecondFactorReset.status == "pending")
+                .values(status="expired")
+            ).rowcount
+            if claimed:
+                user_id = session.scalar(sa.select(SecondFactorReset.user_id).where(SecondFactorReset.id == reset_id))
+                audit.record("auth.second_factor_reset_expired", subject=("user", user_id),
+                             detail={"request": reset_id})
+                expired += claimed
+    return expired
+
+
+def request_second_factor_reset(user: User, *, by: User, reason: str) -> SecondFactorReset:
+    """Admin `by` asks to clear `user`'s second factor; nothing changes until another admin approves."""
+    reason = " ".join((reason or "").split())
+    if by.role is not Role.ADMIN:
+        raise AccountError("Only an admin can ask for a second-factor reset.")
+    if not user.is_staff:
+        raise AccountError("Second-factor resets here are for staff accounts.")
+    if user.id == by.id:
+        _refuse_reset(None, user, "own account")
+        raise AccountError("You cannot ask for a reset of your own second factor. Ask another admin.")
+    if not reason:
+        raise AccountError("Say why the second factor needs resetting, and how you checked who asked.")
+    if len(reason) > RESET_REASON_MAX:
+        raise AccountError(f"Keep the reason to {RESET_REASON_MAX} characters or fewer.")
+    expire_due_resets()
+    now = utcnow()
+    with transaction() as session:
+        # Lock the person's row (PostgreSQL; SQLite's write lock serialises anyway): one waiting request at a time.
+        session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+        waiting = session.scalar(sa.select(SecondFactorReset.id).where(SecondFactorReset.user_id == user.id,
+                                                                       SecondFactorReset.status == "pending"))
+        if waiting is not None:
+            raise AccountError("A reset for this person is already waiting for a second admin.")
+        reset = SecondFactorReset(user_id=user.id, requested_by_id=by.id, reason=reason, requested_at=now,
+                                  expires_at=now + dt.timedelta(hours=RESET_HOURS), status="pending")
+        session.add(reset)
+        session.flush()
+        audit.record("auth.second_factor_reset_requested", subject=("user", user.id), detail={"request": reset.id})
+    return reset
+
+
+class ResetRefused(AccountError):
+    """`admin` may not decide this request: 403 for who they are, 409 when it is no longer waiting."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def reset_refusal(reset: SecondFactorReset, admin: User) -> str | None:
+    """Why `admin` may not decide `reset`, or None when they may."""
+    if admin.role is not Role.ADMIN:
+        return "Only an admin can decide a second-factor reset."
+    if reset.status != "pending":
+        return "This request has already been decided." if reset.status != "expired" else (
+            "This request expired before anyone decided it. Ask for a new one if it is still needed.")
+    if admin.id == reset.requested_by_id:
+        return "You asked for this reset, so another admin must decide it."
+    if admin.id == reset.user_id:
+        return "This reset is for your own account, so another admin must decide it."
+    return None
+
+
+def _refuse_reset(reset: SecondFactorReset | None, user: User, why: str) -> None:
+    audit.record("auth.second_factor_reset_refused", subject=("user", user.id),
+                 detail={"request": reset.id if reset else None, "reason": why})
+
+
+def _check_may_decide(reset: SecondFactorReset, admin: User) -> None:
+    expire_due_resets()
+    db.session.refresh(reset)
+    refusal = reset_refusal(reset, admin)
+    if refusal is None:
+        return
+    if reset.status != "pending":
+        raise ResetRefused(refusal, 409)
+    if admin.id in (reset.requested_by_id, reset.user_id):
+        _refuse_reset(reset, reset.user, "own request" if admin.id == reset.requested_by_id else "own account")
+    raise ResetRefused(refusal, 403)
+
+
+def _claim_decision(session, reset: SecondFactorReset, admin: User, status: str, note: str | None) -> None:
+    now = utcnow()
+    claimed = session.execute(
+        sa.update(SecondFactorReset)
+        .where(SecondFactorReset.id == reset.id, SecondFactorReset.status == "pending",
+               SecondFactorReset.expires_at > now)
+        .values(status=status, decided_by_id=admin.id, decided_at=now, decision_note=note)
+    ).rowcount
+    if not claimed:  # another admin decided it first, or it expired a moment ago
+        raise ResetRefused("This request has already been decided or has expired.", 409)
+
+
+def approve_second_factor_reset(reset: SecondFactorReset, *, by: User) -> None:
+    """The second admin agrees: the person's authenticator, recovery codes (and passkeys) are cleared,
+    every session of theirs ends, and they set up a second factor again at their next sign-in."""
+    _check_may_decide(reset, by)
+    with transaction() as session:
+        _claim_decision(session, reset, by, "approved", None)
+        user = session.get(User, reset.user_id)
+        user.totp_secret_enc = None
+        user.totp_confirmed_at = None
+        codes = session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id)).rowcount
+        passkeys = _delete_passkeys(session, user)
+        user.session_epoch += 1
+        ended = sessions.end_all(user, "second_factor_reset")
+        audit.record("auth.second_factor_reset_approved", subject=("user", user.id),
+                     detail={"request": reset.id, "requested_by": reset.requested_by_id, "recovery_codes": codes,
+                             "passkeys": passkeys, "sessions_ended": ended})
+    db.session.expire_all()
+
+
+def decline_second_factor_reset(reset: SecondFactorReset, *, by: User, note: str) -> None:
+    note = " ".join((note or "").split())
+    if not note:
+        raise AccountError("Say why you are declining the reset.")
+    if len(note) > RESET_REASON_MAX:
+        raise AccountError(f"Keep the note to {RESET_REASON_MAX} characters or fewer.")
+    _check_may_decide(reset, by)
+    with transaction() as session:
+        _claim_decision(session, reset, by, "declined", note)
+        audit.record("auth.second_factor_reset_declined", subject=("user", reset.user_id),
+                     detail={"request": reset.id, "requested_by": reset.requested_by_id})
+    db.session.expire_all()
+
+
+def _delete_passkeys(session, user: User) -> int:
+    """Passkeys go with the rest of the second factor, where that feature is installed (app/auth/passkeys.py)."""
+    from app.auth import models
+
+    passkey = getattr(models, "Passkey", None)
+    if passkey is None:
+        return 0
+    return session.execute(sa.delete(passkey).where(passkey.user_id == user.id)).rowcount

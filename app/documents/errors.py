@@ -27,6 +27,15 @@ class Reason(enum.Enum):
     TOO_DARK = ("too_dark", "This photo is too dark. Take it again somewhere brighter, or turn on your "
                             "phone's flash.")
     SIZE_MISMATCH = ("size_mismatch", "The file changed while it was being sent. Choose the file again.")
+    POLYGLOT = ("polyglot", "This file is a PDF and another kind of file at the same time, so it cannot be "
+                            "accepted. Open it, save or print it as a new PDF, and upload that copy.")
+    PDF_ACTIVE = ("pdf_active", "This PDF contains a script, an attached file or a link that starts a program, so "
+                                "the clinic cannot accept it. Open it, print it to a new PDF (choose \"Save as PDF\" "
+                                "as the printer), and upload that copy.")
+    INFECTED = ("infected", "Our virus check found something harmful in this file, so it was not stored. Delete "
+                            "it, and ask whoever sent it to you for a new copy.")
+    SCAN_UNAVAILABLE = ("scan_unavailable", "We cannot check files for viruses at the moment, so nothing was "
+                                            "stored. Try again later.")
 
     @property
     def code(self) -> str:
@@ -43,14 +52,18 @@ class Reason(enum.Enum):
 
     @property
     def http_status(self) -> int:
+        if self is Reason.SCAN_UNAVAILABLE:
+            return 503  # nothing wrong with the file: the service cannot take it just now
         return 413 if self is Reason.TOO_LARGE else 422
 
 
 class DocumentRejected(ValueError):
     """The file cannot be accepted; the message tells the person what to do."""
 
-    def __init__(self, reason: Reason | str):
+    def __init__(self, reason: Reason | str, *, detail: dict | None = None):
         self.reason = reason if isinstance(reason, Reason) else None
+        #: Extra facts for the audit entry (e.g. the virus scanner's finding); never shown to the person.
+        self.detail = detail or {}
         self.code = self.reason.code if self.reason else "rejected"
         self.retake = bool(self.reason and self.reason.retake)
         self.http_status = self.reason.http_status if self.reason else 422

@@ -31,7 +31,8 @@ class StartUploadForm(FlaskForm):
         csrf = False
 
     kind = SelectField(choices=kind_choices(), validators=[DataRequired("Select what kind of document this is")])
-    filename = StringField(validators=[DataRequired("The file has no name"), Length(max=1000)])
+    filename = StringField(validators=[DataRequired("The file has no name"), Length(
+        max=1000, message="The file's name is too long. Rename the file with a shorter name, then choose it again.")])
     size = IntegerField(validators=[InputRequired("Give the file's size in bytes"), NumberRange(min=0)])
     patient_id = IntegerField(validators=[Optional()])
     request_id = IntegerField(validators=[Optional()])

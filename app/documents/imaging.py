@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pillow_heif
-from PIL import Image, ImageFile, ImageFilter, ImageOps, ImageStat
+from PIL import ExifTags, Image, ImageFile, ImageFilter, ImageStat
 
 from app.documents.errors import DocumentRejected, Reason
 from app.documents.filetypes import HEIC, JPEG, PNG
@@ -54,22 +54,34 @@ def brightness(grey: Image.Image) -> float:
 
 
 def normalise(source: Path, target: Path, content_type: str, limits: Settings) -> CleanImage:
-    """Check the image at `source` and write the clean JPEG to `target`, or raise DocumentRejected."""
+    """Check the image at `source` and write the clean JPEG to `target`, or raise DocumentRejected.
+
+    Memory: the decoded image, and one copy of it at most while it is made resizable; it is scaled
+    down before it is turned upright and made RGB, so those copies are of the small image.
+    """
     # WeasyPrint sets Pillow's process-wide LOAD_TRUNCATED_IMAGES on import, which would let a
     # half-sent photo decode as grey. An upload is never allowed to be truncated.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    side = limits.DOCUMENTS_MAX_IMAGE_SIDE
     try:
         with Image.open(source, formats=[FORMATS[content_type]]) as original:
             if original.width * original.height > limits.DOCUMENTS_MAX_IMAGE_PIXELS:
                 raise DocumentRejected(Reason.TOO_MANY_PIXELS)  # decided from the header, before decoding
-            side = limits.DOCUMENTS_MAX_IMAGE_SIDE
             if content_type == JPEG:
                 # Let the JPEG decoder scale down by 1/2, 1/4 or 1/8 when the photo is much larger
                 # than what is stored: less memory and time, the same result.
                 original.draft("RGB", _fit(original.size, side))
             original.load()
-            upright = ImageOps.exif_transpose(original)
-            pixels = _rgb(upright)
+            transpose = _orientation(original)
+            pixels = _resizable(original)
+            if pixels is not original:
+                original.close()  # frees the decoded pixels: only the resizable copy is needed now
+            pixels.thumbnail((side, side), Image.Resampling.LANCZOS)
+            if transpose is not None:
+                pixels = pixels.transpose(transpose)
+            pixels = _rgb(pixels)
+            if pixels is original:
+                pixels = pixels.copy()  # the (now small) pixels must outlive the file, closed below
     except DocumentRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -77,15 +89,42 @@ def normalise(source: Path, target: Path, content_type: str, limits: Settings) -
     except (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, TypeError, MemoryError) as exc:
         # Pillow reports truncated and malformed files through all of these.
         raise DocumentRejected(Reason.IMAGE_DAMAGED) from exc
-    pixels.thumbnail((side, side), Image.Resampling.LANCZOS)
     measured = CleanImage(pixels.width, pixels.height)
     if content_type in PHOTO_TYPES:
         measured = _judge(pixels, limits)
-    # A fresh image carries nothing over from the original's info (EXIF, XMP, ICC, comments).
-    clean = Image.new("RGB", pixels.size)
-    clean.paste(pixels)
-    clean.save(target, "JPEG", quality=limits.DOCUMENTS_JPEG_QUALITY, optimize=True)
+    # Nothing of the original's info (EXIF, XMP, ICC, comments) goes into the stored file: Pillow's
+    # JPEG writer takes only the comment from it, and only the arguments below otherwise.
+    pixels.info = {}
+    pixels.save(target, "JPEG", quality=limits.DOCUMENTS_JPEG_QUALITY, optimize=True)
     return measured
+
+
+#: EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The turn that makes the photo upright; none when its EXIF is missing or unreadable (the
+    EXIF is dropped anyway, so a malformed block costs the orientation, never the upload)."""
+    try:
+        return ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation))
+    except Exception:  # Pillow's EXIF reader raises all sorts on crafted blocks
+        return None
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """The image in a mode Pillow resamples smoothly (1-bit and palette images only resize coarsely)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return image.point(lambda value: value / 256).convert("L")
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode in ("P", "PA"):
+        return image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        return image.convert("RGB")  # CMYK and YCbCr scans, LAB
+    return image
 
 
 def _judge(pixels: Image.Image, limits: Settings) -> CleanImage:
@@ -108,8 +147,8 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
 
 def _rgb(image: Image.Image) -> Image.Image:
     """Three 8-bit channels; transparency becomes white paper, not black."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode == "RGB":
+        return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGB", rgba.size, "white")

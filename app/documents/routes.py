@@ -181,10 +181,10 @@ def view(document_id: int):
 @policy.signed_in(Role.PATIENT, *rules.DOCUMENT_STAFF)
 def file(document_id: int):
     document, _patient = _visible_document(document_id)
-    download = request.args.get("download") == "1"
+    inline = _shown_inline(document, download=request.args.get("download") == "1")
     body = documents.open_plaintext(document)
-    documents.record_read(document, disposition="download" if download else "inline")
-    return _file_response(document, body, download=download)
+    documents.record_read(document, disposition="inline" if inline else "download")
+    return _file_response(document, body, inline=inline)
 
 
 @bp.route("/documents/<int:document_id>/hide", methods=["POST"])
@@ -395,15 +395,42 @@ def _first_error(form) -> str:
     return "Something in that request was not right."
 
 
-def _file_response(document: Document, body: Iterator[bytes], *, download: bool) -> Response:
+#: What the stored files are; anything else (there is nothing else) would only ever be downloaded.
+INLINE_TYPES = ("image/jpeg", "application/pdf")
+#: The Sec-Fetch-Dest of a file shown in a frame of one of our pages (the viewer's <iframe>).
+FRAMED = ("iframe", "frame", "embed", "object")
+
+
+def _shown_inline(document: Document, download: bool) -> bool:
+    """Whether the browser may show the file rather than save it.
+
+    A photo is always a JPEG Verity re-encoded, so it may show anywhere (an <img>, a new tab). A
+    PDF is the patient's own file: it shows only inside our viewer's frame, a request the browser
+    marks as a same-origin frame (Sec-Fetch-Dest/Site, which pages cannot forge); a link opened in
+    a tab, or any request from an older browser, saves it instead, so no uploaded file is ever a
+    page of this site.
+    """
+    if download or document.content_type not in INLINE_TYPES:
+        return False
+    if document.content_type == "image/jpeg":
+        return True
+    return (request.headers.get("Sec-Fetch-Dest") in FRAMED
+            and request.headers.get("Sec-Fetch-Site") == "same-origin")
+
+
+def content_disposition(disposition: str, name: str) -> str:
+    """RFC 6266: a plain-ASCII `filename` for old clients and the exact name as `filename*` (RFC 8187)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = "".join(ch for ch in ascii_name if ch.isprintable() and ch not in '"\\;%').strip() or "document"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _file_response(document: Document, body: Iterator[bytes], *, inline: bool) -> Response:
     response = Response(body, mimetype=document.content_type, direct_passthrough=True)
     response.content_length = document.size_bytes
-    name = document.download_name
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii") or "document"
-    ascii_name = ascii_name.replace('"', "").replace("\\", "")
-    disposition = "attachment" if download else "inline"
-    response.headers["Content-Disposition"] = (
-        f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}")
+    response.headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment",
+                                                                  document.download_name)
+    response.headers["Vary"] = "Sec-Fetch-Dest, Sec-Fetch-Site"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = FILE_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"

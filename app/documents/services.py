@@ -38,7 +38,7 @@ from flask import current_app, url_for
 from app import worker
 from app.audit import services as audit
 from app.database import transaction, utcnow
-from app.documents import encryption, filetypes, imaging, settings, storage
+from app.documents import encryption, filetypes, imaging, scan, settings, storage
 from app.documents.errors import DocumentRejected, Reason
 from app.documents.models import (
     Document,
@@ -166,15 +166,16 @@ def store_file(*, patient_id: int, kind: str, filename: str, stream: IO[bytes], 
             return _ingest(plain, patient_id=patient_id, kind=document_kind, filename=filename,
                            uploaded_by=uploaded_by, request_id=request_id)
         except DocumentRejected as exc:
-            _audit_refusal(patient_id, document_kind, exc.code)
+            _audit_refusal(patient_id, document_kind, exc.code, exc.detail)
             raise
 
 
 def _ingest(plain: Path, *, patient_id: int, kind: DocumentKind, filename: str, uploaded_by: int | None,
             request_id: int | None, upload: UploadSession | None = None) -> Document:
-    """The one way in: sniff, check, clean, encrypt, store, record."""
+    """The one way in: sniff, scan, check, clean, encrypt, store, record."""
     limits = settings.current()
     uploaded_type = filetypes.sniff_file(plain)
+    _scan(plain)
     with _work_file() as cleaned:
         page_count = width = height = None
         if uploaded_type == filetypes.PDF:
@@ -219,6 +220,16 @@ def _ingest(plain: Path, *, patient_id: int, kind: DocumentKind, filename: str, 
     return document
 
 
+def _scan(plain: Path) -> None:
+    """The virus scanner's word, when one is configured (scan.py), before any parser opens the file."""
+    try:
+        scan.scan_file(plain)
+    except scan.Infected as exc:
+        raise DocumentRejected(Reason.INFECTED, detail={"signature": exc.signature[:100]}) from None
+    except scan.ScannerUnavailable as exc:
+        raise DocumentRejected(Reason.SCAN_UNAVAILABLE) from exc
+
+
 def _fulfil_request(document: Document, request_id: int | None) -> int | None:
     """Close the request this upload answers: the one named, else the oldest open one of its kind."""
     query = sa.select(DocumentRequest).where(DocumentRequest.patient_id == document.patient_id,
@@ -243,9 +254,9 @@ def _refused(patient_id: int, kind: DocumentKind, reason: Reason) -> None:
     raise rejection
 
 
-def _audit_refusal(patient_id: int, kind: DocumentKind, code: str) -> None:
+def _audit_refusal(patient_id: int, kind: DocumentKind, code: str, extra: dict | None = None) -> None:
     audit.record("document.rejected", subject=("patient", patient_id), patient_id=patient_id,
-                 detail={"kind": kind.value, "reason": code})
+                 detail={"kind": kind.value, "reason": code, **(extra or {})})
 
 
 @contextlib.contextmanager
@@ -262,10 +273,14 @@ def _work_file() -> Iterator[Path]:
 
 
 def clean_filename(name: str | None) -> str:
-    """The last part of the name the browser sent, without control characters, at most 200 characters."""
+    """The last part of the name the browser sent, at most 200 characters, without control or format
+    characters (NUL, escape codes, the right-to-left override that makes "fdp.exe" read "exe.pdf",
+    zero-width and direction marks) and with line breaks and odd spaces as plain spaces."""
     name = unicodedata.normalize("NFC", name or "")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    name = "".join(" " if unicodedata.category(ch)[0] == "Z" else ch for ch in name
+                   if unicodedata.category(ch)[0] != "C")
+    name = " ".join(name.split()).strip(". ")
     if not name:
         return "document"
     if len(name) > 200:
@@ -328,7 +343,10 @@ def append_chunk(upload: UploadSession, *, start: int, stream: IO[bytes], length
         part.truncate(upload.part_bytes)  # drop the tail of a chunk that was cut off last time
         part.seek(upload.part_bytes)
         received, written = 0, 0
-        pieces = _sniffed(upload, start, _pieces(stream, upload.size_bytes - start))
+        # No more than the chunk said it holds (a body without a Content-Length could run on), nor
+        # than the file has left.
+        room = upload.size_bytes - start if length is None else length
+        pieces = _sniffed(upload, start, _pieces(stream, room))
         try:
             for record, plain_length in encryption.seal_records(current_app.extensions["verity_data_key"], upload.id,
                                                                 start, pieces):
@@ -336,7 +354,7 @@ def append_chunk(upload: UploadSession, *, start: int, stream: IO[bytes], length
                 received += plain_length
                 written += len(record)
         except _TooMuch:
-            _reject_upload(upload, _overflow(upload.size_bytes + 1))
+            _reject_upload(upload, _overflow(upload.size_bytes + 1) if length is None else Reason.SIZE_MISMATCH)
         except _Disconnected:
             # Keep what arrived whole: the client asks for the offset and resumes from it.
             log.info("upload chunk cut off after %d bytes", received)
@@ -466,7 +484,7 @@ def _reopen_then_reject(upload: UploadSession, rejection: DocumentRejected) -> N
     with transaction() as session:
         session.execute(sa.update(UploadSession).where(UploadSession.id == upload.id).values(
             status=UploadStatus.REJECTED, rejected_reason=rejection.code, updated_at=utcnow()))
-        _audit_refusal(upload.patient_id, upload.kind, rejection.code)
+        _audit_refusal(upload.patient_id, upload.kind, rejection.code, rejection.detail)
     _delete_part(upload.id)
 
 

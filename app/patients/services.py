@@ -89,6 +89,7 @@ def nominate_pharmacy(patient: Patient, pharmacy_id: int) -> None:
 
 def checklist(patient: Patient) -> list:
     """The onboarding checklist: every onboarding domain's steps, in order."""
+    from app.billing import services as billing
     from app.consent import services as consent
     from app.documents import services as documents
     from app.identity import services as identity
@@ -99,7 +100,7 @@ def checklist(patient: Patient) -> list:
     from app.scheduling import services as scheduling
 
     steps = [step for domain in (intake, documents, identity, consent, records, scheduling,
-                                                       prescribing, outcomes)
+                                                       prescribing, outcomes, billing)
              for step in domain.checklist_steps(patient)]
     return sorted(steps, key=lambda step: step.order)
 

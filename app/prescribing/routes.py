@@ -21,6 +21,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_login import current_user
 
 from app import policy
+from app.auth import passkeys
 from app.auth import services as accounts
 from app.auth.models import Role
 from app.extensions import limiter
@@ -264,7 +265,7 @@ def panel(patient_id: int):
 
 def _panel_fragment(patient, *, review=None, notice: str | None = None, problem: str | None = None,
                     signed=None, refusal: str | None = None, needs_code: bool | None = None,
-                    code_error: str | None = None, **builder):
+                    code_error: str | None = None, passkey_error: str | None = None, **builder):
     """The panel: the plan and MDT status, then either the formulary search and the builder, or (`review`,
     a draft) review-and-sign, with the step-up code field when the second factor is not fresh.
 
@@ -272,10 +273,11 @@ def _panel_fragment(patient, *, review=None, notice: str | None = None, problem:
     the clinician must read it."""
     context = {**_status_context(patient), "notice": notice, "problem": problem, "signed": signed}
     if review is not None:
+        needs_code = not policy.second_factor_fresh() if needs_code is None else needs_code
         context.update(review=review, refusal=refusal, code_error=code_error, token=secrets.token_urlsafe(24),
-                       review_check=services.check(patient, current_user, review, None),
-                       needs_code=not policy.second_factor_fresh() if needs_code is None else needs_code,
-                       paper=prescribing_config.paper_original())
+                       review_check=services.check(patient, current_user, review, None), needs_code=needs_code,
+                       paper=prescribing_config.paper_original(), passkey_error=passkey_error,
+                       passkey=needs_code and passkeys.has_passkeys(current_user))
     else:
         context.update(_builder_context(patient, panel=True, **builder))
     return render_template("prescribing/_panel.html", **context)
@@ -285,9 +287,9 @@ def step_up_in_panel(view):
     """Review and signing from the side panel take the step-up code in the panel itself.
 
     The view's rule stays `step_up=True`; for a panel request without a fresh second factor this checks the
-    code posted with the form (as auth.step_up does) before the rule is enforced, or answers the review with
-    the code field. Leaving it to the rule would redirect to the step-up page, which htmx would swap into
-    the panel, and whose form would then take the call page, and the video, away."""
+    code or passkey assertion posted with the form (as auth.step_up does) before the rule is enforced, or answers
+    the review with the code field. Leaving it to the rule would redirect to the step-up page, which htmx would
+    swap into the panel, and whose form would then take the call page, and the video, away."""
     @functools.wraps(view)
     def guarded(prescription_id: int):
         if not (in_panel() and current_user.is_authenticated and current_user.role is Role.CLINICIAN
@@ -299,6 +301,14 @@ def step_up_in_panel(view):
             return _panel_fragment(patient, notice="This prescription is no longer a draft.")
         if request.method != "POST":
             return _panel_fragment(patient, review=prescription, needs_code=True)
+        if request.form.get("passkey_assertion"):  # "Sign with your passkey" (app/static/js/passkeys.js)
+            try:
+                passkeys.finish_authentication(current_user, request.form["passkey_assertion"], passkeys.STEP_UP)
+            except passkeys.PasskeyError as exc:
+                g.attempt_failed = True
+                return _panel_fragment(patient, review=prescription, needs_code=True, passkey_error=str(exc))
+            policy.second_factor_given()
+            return view(prescription_id)
         if "code" not in request.form:
             return _panel_fragment(patient, review=prescription, needs_code=True,
                                    code_error="Your security code was entered more than a few minutes ago: "

@@ -237,6 +237,9 @@ def book(patient: Patient, slot_id: str | None, *, by: User, consultation_type: 
         with transaction() as session:
             slot = resolve(slot_id, patient=patient, role=role, consultation_type=consultation_type, now=now)
             _check_free(slot, patient, role)
+            from app.billing import services as billing
+
+            billing.check_may_book(patient, slot.consultation_type, role)  # pay-before policy: paid for first
             appointment = Appointment(
                 patient_id=patient.id, clinician_id=slot.clinician_id, consultation_type=slot.consultation_type,
                 starts_at=slot.starts_at, ends_at=slot.ends_at, status=BOOKED, booked_by=by.id, created_at=now,
@@ -248,6 +251,10 @@ def book(patient: Patient, slot_id: str | None, *, by: User, consultation_type: 
             except IntegrityError:
                 raise SlotTaken() from None
             hold(appointment, role)
+            # The clinic's charging policy (billing decides: a charge and invoice now, later, or a prepaid one).
+            from app.billing import services as billing
+
+            billing.charge_for_appointment(appointment, role=role)
             # The email first: the audit entries below take the chain's lock until commit, so the
             # rendering is kept out of it.
             notify.booked(appointment)

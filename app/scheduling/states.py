@@ -109,4 +109,10 @@ def move(appointment: Appointment, to: str, role: str, *, detail: dict | None = 
             raise StateError("This appointment has changed since you opened it. Reload the page to see it now.")
         audit.record(f"appointment.{to}", subject=("appointment", appointment.id), patient_id=appointment.patient_id,
                      detail={"from": frm, "to": to, **(detail or {})})
+        if to in (COMPLETED, CANCELLED):
+            # Billing reacts in the same transaction: invoice after the consult, or credit a cancelled one.
+            from app.billing import services as billing
+
+            db.session.refresh(appointment)
+            (billing.appointment_completed if to == COMPLETED else billing.appointment_cancelled)(appointment)
     db.session.refresh(appointment)

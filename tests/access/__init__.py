@@ -32,6 +32,21 @@ def table(**status_by_group) -> dict[str, int]:
 ADMIN_ONLY = table(ok=(ADMIN,), forbidden=(*PATIENTS, CLIN, OTHER_CLIN, RECEP, PHARM, OTHER_PHARM))
 
 
+def url_of(app, endpoint: str, args: dict, personas) -> str:
+    """The URL of an endpoint, its arguments filled from the personas' objects (or made by the table's functions)."""
+    values = {}
+    for name, owner in args.items():
+        if callable(owner):
+            values[name] = owner(app, personas)
+            continue
+        persona = personas[owner]
+        values[name] = persona.patient_id if name == "patient_id" else persona.user_id
+    with app.test_request_context():
+        from flask import url_for
+
+        return url_for(endpoint, **values)
+
+
 def all_expectations() -> dict:
     merged: dict = {}
     for info in pkgutil.iter_modules(__path__):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from tests.smtp import SMTPServer
 
@@ -173,15 +173,22 @@ def flask_cli(live_server) -> Callable[..., subprocess.CompletedProcess]:
 # The browser --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """One Playwright driver for the whole run: the sync API allows only one at a time, so a test that needs a
+    browser launched with other flags (the consultation's fake media) launches it from this one."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium is not at {CHROMIUM}: `make browser-deps` installs Debian's package")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @dataclass

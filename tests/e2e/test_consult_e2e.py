@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from bench.consult import CallServer, LoopbackNamespace, NamespaceUnavailable, call_server, make_pairs
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ConsoleLog
@@ -121,14 +121,13 @@ def consult_server(namespace, tmp_path_factory) -> Iterator[CallServer]:
 
 
 @pytest.fixture(scope="module")
-def media_browser(namespace, tmp_path_factory) -> Iterator[Browser]:
+def media_browser(namespace, playwright, tmp_path_factory) -> Iterator[Browser]:
     chromium = namespace.wrapper(tmp_path_factory.mktemp("chromium"), CHROMIUM)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS + MEDIA_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS + MEDIA_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 def new_page(browser: Browser, base_url: str, console: ConsoleLog, **options) -> tuple[BrowserContext, Page]:

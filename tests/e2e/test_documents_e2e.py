@@ -105,8 +105,15 @@ def test_the_viewer_shows_an_uploaded_pdf_in_the_page(page, tmp_path):
     page.locator(PICKER).set_input_files(letter)
     expect(page.locator("#document-upload-status")).to_contain_text("Uploaded", timeout=30_000)
 
+    served: list[str] = []
+    page.on("response", lambda response: served.append(response.headers.get("content-disposition", ""))
+            if response.url.endswith("/file") else None)
     page.locator("#document-upload-status a").click()
 
     frame = page.locator("iframe.verity-document-frame")
     expect(frame).to_be_visible()
     assert Path(frame.get_attribute("src")).name == "file"
+    # Shown in the frame (the browser marks it a same-origin frame); opened any other way, it is saved.
+    page.wait_for_load_state("networkidle")
+    assert served and served[0].startswith("inline;"), served  # (the PDF viewer's own fetch shows no headers)
+    assert not any(value.startswith("attachment") for value in served), served
