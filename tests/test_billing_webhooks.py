@@ -113,12 +113,14 @@ def test_a_replayed_webhook_changes_nothing(app, verity, peer, checkout):
 
 @pytest.mark.parametrize("bad, status, reason", [
     ({"secret": "not-the-secret"}, 401, "signature does not match"),
-    ({"timestamp": int(time.time()) - 600}, 401, "more than 5 minutes old"),
-    ({"timestamp": int(time.time()) + 600}, 401, "from the future"),
+    ({"skew": -600}, 401, "more than 5 minutes old"),
+    ({"skew": 600}, 401, "from the future"),
 ])
 def test_a_forged_or_stale_webhook_is_refused_and_changes_nothing(app, verity, peer, checkout, bad, status, reason):
     invoice_id, reference, _ = checkout
     before = state(app, invoice_id)
+    if "skew" in bad:  # stamped when it is sent, not when the tests were collected
+        bad = {"timestamp": int(time.time()) + bad["skew"]}
     answer = peer.webhook(f"{verity}/billing/webhooks/http", event(reference), **bad)
     assert answer.status == status and reason in answer.body["error"]
     assert state(app, invoice_id) == before == (OPEN, 0, [CHECKOUT_OPEN])
