@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -119,11 +120,14 @@ def smtp_server() -> Iterator[SMTPServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("e2e-server")
+@contextmanager
+def demo_server(folder: Path, *, smtp_port: int | None, host: str = "127.0.0.1", worker: bool = True,
+                **settings: str) -> Iterator[LiveServer]:
+    """A Verity server with the demo data, its own SQLite database and keys in `folder`, on a free port of
+    127.0.0.1 (named `host` in its URL: passkeys need `localhost`). `settings` are extra environment variables,
+    e.g. VERITY_STEP_UP_MINUTES="1". Email goes to the SMTP server on `smtp_port` (None: none is sent out)."""
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     env = {
         **os.environ,
         "VERITY_INSTANCE_DIR": str(folder),
@@ -134,21 +138,20 @@ def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
         "VERITY_BASE_URL": url,
         "VERITY_LOGIN_LIMIT_ACCOUNT": "50 per 15 minutes",
         "VERITY_LOGIN_LIMIT_ADDRESS": "500 per 15 minutes",
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_server.port),
         # Production's log format, so test_zz_logs_have_no_personal_data.py reads what production writes.
         "VERITY_LOG_FORMAT": "json",
-        "VERITY_METRICS_TOKEN": secrets.token_urlsafe(24),
+        **({"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port)} if smtp_port is not None else {}),
+        **settings,
     }
     server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
     server.flask("db", "upgrade", "heads")
     server.flask("demo", "load")
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with server.log.open("wb") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server.process = subprocess.Popen([*command, *([] if worker else ["--no-worker"])], cwd=REPO, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_healthy(server)
+        _wait_until_healthy(replace(server, url=f"http://127.0.0.1:{port}"))
     except RuntimeError as exc:
         _stop(server.process)
         print(f"--- server log ({server.log}) ---\n{server.log_tail()}")
@@ -157,6 +160,13 @@ def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
         yield server
     finally:
         _stop(server.process)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
+    with demo_server(tmp_path_factory.mktemp("e2e-server"), smtp_port=smtp_server.port,
+                     VERITY_METRICS_TOKEN=secrets.token_urlsafe(24)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

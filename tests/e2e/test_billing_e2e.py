@@ -9,7 +9,6 @@ external provider (BILLING_PROVIDER=http), the same way (conftest.py's helpers).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import secrets
 import shutil
@@ -20,7 +19,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import REPO, ConsoleLog, LiveServer, _free_port, _stop, _wait_until_healthy
+from tests.e2e.conftest import REPO, ConsoleLog, demo_server
 from tests.e2e.people import reception_signs_in, sign_in
 from tests.e2e.test_scheduling_e2e import MAKE_PATIENT, choose_a_time_next_week
 from tests.payment_peer import PaymentPeer
@@ -51,31 +50,10 @@ def peer():
 
 @pytest.fixture(scope="module")
 def billing_server(tmp_path_factory, peer, smtp_server):
-    folder = tmp_path_factory.mktemp("e2e-billing")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "VERITY_INSTANCE_DIR": str(folder), "DATABASE_URL": f"sqlite:///{folder / 'verity.db'}",
-           "SECRET_KEY": secrets.token_urlsafe(48), "VERITY_DATA_KEY": secrets.token_hex(32), "VERITY_DEMO": "1",
-           "VERITY_BASE_URL": url, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_server.port),
-           "VERITY_LOGIN_LIMIT_ACCOUNT": "50 per 15 minutes", "VERITY_LOGIN_LIMIT_ADDRESS": "500 per 15 minutes",
-           "VERITY_BILLING_PROVIDER": "http", "VERITY_BILLING_PROVIDER_URL": peer.url,
-           "VERITY_BILLING_WEBHOOK_SECRET": SECRET}
-    server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
-    server.flask("db", "upgrade", "heads")
-    server.flask("demo", "load")
-    with server.log.open("wb") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_until_healthy(server)
-    except RuntimeError as exc:
-        _stop(server.process)
-        pytest.fail(f"{exc}\n{server.log_tail()}")
-    try:
+    with demo_server(tmp_path_factory.mktemp("e2e-billing"), smtp_port=smtp_server.port,
+                     VERITY_BILLING_PROVIDER="http", VERITY_BILLING_PROVIDER_URL=peer.url,
+                     VERITY_BILLING_WEBHOOK_SECRET=SECRET) as server:
         yield server
-    finally:
-        _stop(server.process)
 
 
 def test_a_patient_books_pays_on_the_providers_page_and_downloads_the_invoice(browser, billing_server, peer,

@@ -15,9 +15,7 @@ minute to pass before it signs. The demo clinician's passkey stays on this serve
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -27,7 +25,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import REPO, LiveServer, _free_port, _stop, _wait_until_healthy
+from tests.e2e.conftest import REPO, LiveServer, demo_server
 from tests.e2e.people import DEMO_CLINICIAN, sign_in, staff_signs_in
 from tests.e2e.test_prescribing_e2e import PASSWORD, book_demo_call, call_page
 from tests.e2e.test_scheduling_e2e import MAKE_PATIENT
@@ -41,40 +39,9 @@ VIRTUAL_AUTHENTICATOR = {"protocol": "ctap2", "transport": "internal", "hasResid
 
 @pytest.fixture(scope="module")
 def passkey_server(tmp_path_factory, smtp_server) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("e2e-passkeys")
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    env = {
-        **os.environ,
-        "VERITY_INSTANCE_DIR": str(folder),
-        "DATABASE_URL": f"sqlite:///{folder / 'verity.db'}",
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "VERITY_DATA_KEY": secrets.token_hex(32),
-        "VERITY_DEMO": "1",
-        "VERITY_BASE_URL": url,
-        "VERITY_STEP_UP_MINUTES": str(STEP_UP_MINUTES),
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_server.port),
-        "VERITY_LOG_FORMAT": "json",
-    }
-    server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
-    server.flask("db", "upgrade", "heads")
-    server.flask("demo", "load")
-    with server.log.open("wb") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_until_healthy(LiveServer(url=f"http://127.0.0.1:{port}", env=env, folder=folder, log=server.log,
-                                       process=server.process))
-    except RuntimeError as exc:
-        _stop(server.process)
-        print(f"--- server log ({server.log}) ---\n{server.log_tail()}")
-        pytest.fail(str(exc))
-    try:
+    with demo_server(tmp_path_factory.mktemp("e2e-passkeys"), smtp_port=smtp_server.port, host="localhost",
+                     VERITY_STEP_UP_MINUTES=str(STEP_UP_MINUTES)) as server:
         yield server
-    finally:
-        _stop(server.process)
 
 
 def virtual_authenticator(page: Page):

@@ -10,9 +10,6 @@ a few seconds after signing in: the tests wait on it with Playwright's waits, ne
 from __future__ import annotations
 
 import re
-import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +17,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import REPO, ConsoleLog, LiveServer, _free_port, _stop, _wait_until_healthy
+from tests.e2e.conftest import ConsoleLog, LiveServer, demo_server
 from tests.e2e.people import DEMO_ADMIN, DEMO_PATIENT, sign_in, staff_signs_in
 
 pytestmark = pytest.mark.e2e
@@ -82,30 +79,12 @@ def test_disabling_a_signed_in_account_signs_it_out_in_the_other_browser(page: P
 # The idle warning, on a server with a one-minute idle limit ----------------------------------------------
 
 @pytest.fixture(scope="module")
-def short_idle_server(tmp_path_factory, live_server: LiveServer) -> Iterator[LiveServer]:
-    folder = tmp_path_factory.mktemp("e2e-short-idle")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**live_server.env, "VERITY_INSTANCE_DIR": str(folder), "DATABASE_URL": f"sqlite:///{folder / 'verity.db'}",
-           "SECRET_KEY": secrets.token_urlsafe(48), "VERITY_DATA_KEY": secrets.token_hex(32), "VERITY_BASE_URL": url,
-           "VERITY_IDLE_TIMEOUT_PATIENT": "1", "VERITY_IDLE_TIMEOUT_STAFF": "1", "VERITY_SESSION_WARNING_SECONDS": "55"}
-    env.pop("MAIL_SERVER", None)  # this server sends no email the tests read (it is written to its folder)
-    server = LiveServer(url=url, env=env, folder=folder, log=folder / "server.log")
-    server.flask("db", "upgrade", "heads")
-    server.flask("demo", "load")
-    with server.log.open("wb") as log:
-        server.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--no-worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_until_healthy(server)
-    except RuntimeError as exc:
-        _stop(server.process)
-        pytest.fail(f"{exc}\n{server.log_tail()}")
-    try:
+def short_idle_server(tmp_path_factory) -> Iterator[LiveServer]:
+    # No worker and no SMTP server: this server sends no email the tests read (it is written to its folder).
+    with demo_server(tmp_path_factory.mktemp("e2e-short-idle"), smtp_port=None, worker=False,
+                     VERITY_IDLE_TIMEOUT_PATIENT="1", VERITY_IDLE_TIMEOUT_STAFF="1",
+                     VERITY_SESSION_WARNING_SECONDS="55") as server:
         yield server
-    finally:
-        _stop(server.process)
 
 
 @pytest.fixture
