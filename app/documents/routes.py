@@ -29,10 +29,8 @@ size limit) and get the same checks and messages.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -418,17 +416,10 @@ def _shown_inline(document: Document, download: bool) -> bool:
             and request.headers.get("Sec-Fetch-Site") == "same-origin")
 
 
-def content_disposition(disposition: str, name: str) -> str:
-    """RFC 6266: a plain-ASCII `filename` for old clients and the exact name as `filename*` (RFC 8187)."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    ascii_name = "".join(ch for ch in ascii_name if ch.isprintable() and ch not in '"\\;%').strip() or "document"
-    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 def _file_response(document: Document, body: Iterator[bytes], *, inline: bool) -> Response:
     response = Response(body, mimetype=document.content_type, direct_passthrough=True)
     response.content_length = document.size_bytes
-    response.headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment",
+    response.headers["Content-Disposition"] = documents.content_disposition("inline" if inline else "attachment",
                                                                   document.download_name)
     response.headers["Vary"] = "Sec-Fetch-Dest, Sec-Fetch-Site"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -31,6 +31,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from flask import current_app, url_for
@@ -599,3 +600,10 @@ def checklist_steps(patient) -> list[Step]:
             url=url_for("documents.index", _anchor=f"request-{request.id}"), action="Upload the document",
             order=31 + min(position, 8)))
     return steps
+
+
+def content_disposition(disposition: str, name: str) -> str:
+    """RFC 6266: a plain-ASCII `filename` for old clients and the exact name as `filename*` (RFC 8187)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = "".join(ch for ch in ascii_name if ch.isprintable() and ch not in '"\\;%').strip() or "document"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"

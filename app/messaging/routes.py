@@ -3,9 +3,6 @@ and the admins' saved responses. Routes parse and render; app/messaging/services
 
 from __future__ import annotations
 
-import unicodedata
-from urllib.parse import quote
-
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -271,11 +268,7 @@ def attachment(thread_id: int, document_id: int):
     documents.record_read(document, disposition="download")
     response = Response(documents.open_plaintext(document), mimetype=document.content_type, direct_passthrough=True)
     response.content_length = document.size_bytes
-    name = document.download_name
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii") or "document"
-    ascii_name = ascii_name.replace('"', "").replace("\\", "")
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}")
+    response.headers["Content-Disposition"] = documents.content_disposition("attachment", document.download_name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = FILE_CSP
     response.headers["Cache-Control"] = "no-store"
